@@ -39,4 +39,7 @@ d = { 'settings': { 'branch': 'main',
                                     'gsrepro.guidespace.plot_guides_3d': ('guidespace.html#plot_guides_3d', 'gsrepro/guidespace.py'),
                                     'gsrepro.guidespace.plot_theta_phi': ('guidespace.html#plot_theta_phi', 'gsrepro/guidespace.py'),
                                     'gsrepro.guidespace.solve_guide_space': ('guidespace.html#solve_guide_space', 'gsrepro/guidespace.py'),
-                                    'gsrepro.guidespace.theta_phi_table': ('guidespace.html#theta_phi_table', 'gsrepro/guidespace.py')}}}
+                                    'gsrepro.guidespace.theta_phi_table': ('guidespace.html#theta_phi_table', 'gsrepro/guidespace.py')},
+            'gsrepro.manifest': { 'gsrepro.manifest.read_manifest': ('manifest.html#read_manifest', 'gsrepro/manifest.py'),
+                                  'gsrepro.manifest.validate_manifest': ('manifest.html#validate_manifest', 'gsrepro/manifest.py'),
+                                  'gsrepro.manifest.write_manifest': ('manifest.html#write_manifest', 'gsrepro/manifest.py')}}}
