@@ -42,4 +42,9 @@ d = { 'settings': { 'branch': 'main',
                                     'gsrepro.guidespace.theta_phi_table': ('guidespace.html#theta_phi_table', 'gsrepro/guidespace.py')},
             'gsrepro.manifest': { 'gsrepro.manifest.read_manifest': ('manifest.html#read_manifest', 'gsrepro/manifest.py'),
                                   'gsrepro.manifest.validate_manifest': ('manifest.html#validate_manifest', 'gsrepro/manifest.py'),
-                                  'gsrepro.manifest.write_manifest': ('manifest.html#write_manifest', 'gsrepro/manifest.py')}}}
+                                  'gsrepro.manifest.write_manifest': ('manifest.html#write_manifest', 'gsrepro/manifest.py')},
+            'gsrepro.reproduce': { 'gsrepro.reproduce.cli_main': ('reproduce.html#cli_main', 'gsrepro/reproduce.py'),
+                                   'gsrepro.reproduce.cli_parser': ('reproduce.html#cli_parser', 'gsrepro/reproduce.py'),
+                                   'gsrepro.reproduce.notebook_path': ('reproduce.html#notebook_path', 'gsrepro/reproduce.py'),
+                                   'gsrepro.reproduce.run_report': ('reproduce.html#run_report', 'gsrepro/reproduce.py'),
+                                   'gsrepro.reproduce.write_index': ('reproduce.html#write_index', 'gsrepro/reproduce.py')}}}
