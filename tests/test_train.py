@@ -119,7 +119,8 @@ def test_ddp_matches_single_process(tiny, tmp_path):
     # the queue proves the order: identical domains and clusters row by row
     for k in ("queue.domain", "queue.cluster", "queue.ptr", "queue.filled"):
         assert torch.equal(a["objective"][k], b["objective"][k]), k
-    assert (a["objective"]["queue.z"] - b["objective"]["queue.z"]).abs().max() < 1e-5
+    # unit-norm rows; measured 2e-6 to 2.1e-5 across SynthFF versions (summation order through 20 Adam steps)
+    assert (a["objective"]["queue.z"] - b["objective"]["queue.z"]).abs().max() < 1e-4
     worst = max((a["model"][k].double() - b["model"][k].double()).abs().max().item()
                 for k in a["model"] if a["model"][k].is_floating_point())
     assert worst < 1e-4, worst                                 # measured 2.5e-6 after 20 Adam steps at lr 1e-3
