@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for preset in ("mini", "synth"):
             # a few videos at the preset's image size and frame count are enough to time decoding
-            cfg = get_preset(preset, n_pairs=8, celebdf_real=2, dfdc_pairs=1, qualities=("c23",))
+            cfg = get_preset(preset, n_pairs=20, celebdf_real=3, dfdc_pairs=1, qualities=("c23",))
             manifest = generate(Path(tmp) / preset, cfg, progress=False)
             size = cfg.image_size
             for workers in (0, 2):
