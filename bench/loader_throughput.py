@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             models = {"small CNN (calibration)": small_cnn()}
             try:
                 from gsrepro.models import create_detector
-                models["mini detector (test_resnet)"] = create_detector("mini")
+                models["mini detector (test_efficientnet)"] = create_detector("mini")
             except ImportError:
                 pass
             for name, model in models.items():

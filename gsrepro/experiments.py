@@ -31,7 +31,7 @@ __all__ = ['RUN_KEY_VERSION', 'NOT_IDENTITY', 'GS_ONLY_FIELDS', 'SUMMARY_FIELDS'
            'write_table']
 
 # %% ../nbs/12_experiments.ipynb #c5257872
-RUN_KEY_VERSION = 1                                   # bump when the meaning of a run's files changes
+RUN_KEY_VERSION = 2                                   # bump when the meaning of a run's files changes (2: mini = test_efficientnet)
 NOT_IDENTITY = (*RUNTIME_FIELDS, "cluster_cache")     # where and how fast a run executes, not what it learns
 # fields only the GS objective reads: a CE-2 / CE-(K+1) run is the same run whatever they say
 GS_ONLY_FIELDS = ("use_guide", "use_push", "use_pull", "use_adbm", "theta", "guide_solver", "tau", "lambda_guide",

@@ -37,7 +37,7 @@ BACKBONES = {
     "resnet50":        BackboneSpec("resnet50", 224),         # Table 4
     "dpn68":           BackboneSpec("dpn68", 224),            # Table 4
     "vgg19":           BackboneSpec("vgg19", 224),            # Table 4
-    "mini":            BackboneSpec("test_resnet", 64),       # CPU tests and the `mini` preset
+    "mini":            BackboneSpec("test_efficientnet", 64), # CPU tests and the `mini` preset
 }
 
 def backbone_spec(name: str) -> BackboneSpec:

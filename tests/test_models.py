@@ -38,7 +38,7 @@ def test_mini_train_step_and_ce_k1_head():
 def test_classifier_reads_z_by_default():
     det = create_detector("mini", proj_dim=16)
     assert det.classifier.in_features == 16
-    assert create_detector("mini", proj_dim=16, classifier_input="feature").classifier.in_features == 96
+    assert create_detector("mini", proj_dim=16, classifier_input="feature").classifier.in_features == 256
 
 
 def test_unknown_backbone_is_one_line_error():
