@@ -263,6 +263,11 @@ class SynthConfig:
     dfdc_strength: tuple = (0.7, 1.3)   # DFDC-like: method strength drawn in this range
     dfdc_perturb: float = 0.4           # DFDC-like: probability of each perturbation per video
 
+    def __post_init__(self):
+        if not 0 < self.celebdf_fakes_per_real < self.celebdf_real:
+            raise ValueError(f"celebdf_fakes_per_real must be in 1..celebdf_real-1 (each real video is swapped with that many "
+                             f"others), got {self.celebdf_fakes_per_real} with celebdf_real={self.celebdf_real}")
+
     def replace(self, **changes) -> SynthConfig:
         "A copy with some fields changed (a `ValueError` for an unknown field)."
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})

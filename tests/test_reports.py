@@ -17,7 +17,7 @@ def run_notebook(name, tmp: Path, **params) -> pd.DataFrame:
     pm.execute_notebook(repo_root() / "nbs" / f"{name}.ipynb", tmp / f"{name}.ipynb", kernel_name="python3", cwd=str(repo_root()),
                         progress_bar=False, parameters=dict(out_dir=str(tmp / "out"), data_dir=str(tmp / "data"),
                                                             runs_dir=str(tmp / "runs"), **TINY, **params))
-    return pd.read_csv(tmp / "out" / f"{name}.csv").fillna({"quoted_from": "", "runs": ""})
+    return pd.read_csv(tmp / "out" / f"{name}.csv", dtype={"quoted_from": str, "runs": str}).fillna({"quoted_from": "", "runs": ""})
 
 
 @pytest.fixture(scope="module")
