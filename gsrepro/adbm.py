@@ -50,15 +50,17 @@ class FeatureQueue(nn.Module):
         "Append a batch (from every rank under torch.distributed; all ranks must call it), dropping the oldest rows."
         if z.shape[1:] != (self.dim,): raise ValueError(f"queue holds {self.dim}-d features, got shape {tuple(z.shape)}")
         cluster = torch.full_like(domain, -1) if cluster is None else cluster
-        rows = torch.cat([z.detach().float(), domain.to(z.device, torch.float32)[:, None],
-                          cluster.to(z.device, torch.float32)[:, None]], dim=1)           # (n, dim + 2)
-        rows = all_gather_rows(rows.to(self.z.device))[-self.size:]                         # (n_all, dim + 2)
-        idx = (self.ptr + torch.arange(len(rows), device=self.z.device)) % self.size
-        self.z[idx] = rows[:, : self.dim]
-        self.domain[idx] = rows[:, self.dim].long()
-        self.cluster[idx] = rows[:, self.dim + 1].long()
-        self.ptr.copy_((self.ptr + len(rows)) % self.size)
-        self.filled.copy_((self.filled + len(rows)).clamp(max=self.size))
+        z, domain, cluster = z.detach().float(), domain.to(z.device, torch.long), cluster.to(z.device, torch.long)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:   # one gather for all three
+            rows = all_gather_rows(torch.cat([z, domain[:, None].float(), cluster[:, None].float()], dim=1))   # (n_all, dim + 2)
+            z, domain, cluster = rows[:, : self.dim], rows[:, self.dim].long(), rows[:, self.dim + 1].long()
+        z, domain, cluster = (t[-self.size:].to(self.z.device) for t in (z, domain, cluster))   # (n, dim), (n,), (n,)
+        idx = (self.ptr + torch.arange(len(z), device=self.z.device)) % self.size
+        self.z.index_copy_(0, idx, z)
+        self.domain.index_copy_(0, idx, domain)
+        self.cluster.index_copy_(0, idx, cluster)
+        self.ptr.copy_((self.ptr + len(z)) % self.size)
+        self.filled.copy_((self.filled + len(z)).clamp(max=self.size))
 
     def bank(self):
         "The filled part: z (n, dim), domain (n,), cluster (n,)."

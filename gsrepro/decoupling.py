@@ -210,9 +210,9 @@ class PullPushSets(NamedTuple):
 
 @torch.no_grad()
 def draw_from_sets(members: torch.Tensor, n: int, generator=None, scores: torch.Tensor | None = None):
-    "Up to n uniform draws without replacement from each row's True entries of `members` (B, N): idx, valid (B, min(n, N))."
+    "Up to n uniform draws without replacement from the True entries of each row of `members` (..., N): idx, valid (..., min(n, N))."
     if scores is None: scores = torch.rand(members.shape, generator=generator, device=members.device)
-    top, idx = scores.masked_fill(~members, -1.0).topk(min(n, members.shape[1]), dim=1)
+    top, idx = torch.where(members, scores, -1.0).topk(min(n, members.shape[-1]), dim=-1)   # the members' highest scores
     return idx, top >= 0
 
 @torch.no_grad()
@@ -223,8 +223,10 @@ def sample_pull_push(domains: torch.Tensor, clusters: torch.Tensor, bank_domains
     d, c = domains.long()[:, None], clusters.long()[:, None]                      # (B, 1)
     bd, bc = bank_domains.long()[None], bank_clusters.long()[None]                # (1, N)
     same_domain, known = d == bd, (c >= 0) & (bc >= 0)                            # (B, N)
+    members = torch.stack([same_domain & (c != bc) & known,                      # pull
+                           ~same_domain & (c == bc) & known,                     # push
+                           same_domain])                                         # positives: (3, B, N)
     scores = torch.rand(same_domain.shape, generator=generator, device=same_domain.device)   # one draw serves all sets
-    pull = draw_from_sets(same_domain & (c != bc) & known, n_pull, scores=scores)
-    push = draw_from_sets(~same_domain & (c == bc) & known, n_push, scores=scores)
-    pos = draw_from_sets(same_domain, n_pull if n_pos is None else n_pos, scores=scores)
-    return PullPushSets(*pull, *push, *pos)
+    n = (n_pull, n_push, n_pull if n_pos is None else n_pos)
+    idx, valid = draw_from_sets(members, max(n), scores=scores)                   # (3, B, max n), highest score first
+    return PullPushSets(*(t[s, :, :n[s]] for s in range(3) for t in (idx, valid)))   # each set's first n

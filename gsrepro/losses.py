@@ -44,17 +44,20 @@ def guide_loss(z: torch.Tensor, domains: torch.Tensor, guides: torch.Tensor, tau
     return (_batch_weights(weights, len(z), z) * per_sample).sum()
 
 # %% ../nbs/07_losses.ipynb #a6bc78ea
+def _unit_rows(a: np.ndarray) -> np.ndarray: return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
 def hungarian_match(domain_means, forgery_guides) -> np.ndarray:
     "Guide index `perm[k]` for forgery domain k+1, maximising the total cosine; both inputs (K, d) (NaN row: absent)."
-    means = torch.as_tensor(domain_means).detach().float().cpu()
-    guides = torch.as_tensor(forgery_guides).detach().float().cpu()
+    means = torch.as_tensor(domain_means).detach().float().cpu().numpy()      # a K x K problem: numpy, not torch ops
+    guides = torch.as_tensor(forgery_guides).detach().float().cpu().numpy()
     if means.ndim != 2 or means.shape != guides.shape:
-        raise ValueError(f"domain_means and forgery_guides must both be (K, d), got {tuple(means.shape)} and {tuple(guides.shape)}")
-    present = ~torch.isnan(means).any(dim=1)                                   # (K,)
-    cos = F.normalize(means[present], dim=1) @ F.normalize(guides, dim=1).T    # (K_present, K)
-    rows, cols = linear_sum_assignment(-cos.numpy())
+        raise ValueError(f"domain_means and forgery_guides must both be (K, d), got {means.shape} and {guides.shape}")
+    present = ~np.isnan(means).any(axis=1)                                     # (K,)
+    cos = _unit_rows(means[present]) @ _unit_rows(guides).T                   # (K_present, K)
+    rows, cols = linear_sum_assignment(-cos)
+    if present.all(): return cols.astype(np.int64)                             # rows = 0..K-1
     perm = np.full(len(means), -1, dtype=np.int64)
-    perm[np.flatnonzero(present.numpy())[rows]] = cols
+    perm[np.flatnonzero(present)[rows]] = cols
     perm[perm < 0] = np.setdiff1d(np.arange(len(guides)), cols)               # absent domains: leftover guides
     return perm
 

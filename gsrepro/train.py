@@ -346,22 +346,20 @@ class Objective(nn.Module):
                                     generator=g)                                # drawn for the global batch ...
             sets = type(sets)(*(t[mine] for t in sets))                         # ... kept for this rank's anchors
             if cfg.use_push:
-                valid = sets.push_valid.any(1)                                  # the anchors KCL averages over
                 loss = push_loss(z, targets[domains], bank_z, sets.pos_idx, sets.pos_valid, sets.push_idx,
                                  sets.push_valid, cfg.tau, sim=sim)
-                parts["push"] = loss * _global_mean_scale(valid, world)
+                parts["push"] = loss if world == 1 else loss * _global_mean_scale(sets.push_valid.any(1), world)
             if cfg.use_pull:
-                valid = sets.pull_valid.any(1) & (domains[:, None] != bank_d[None]).any(1)
                 loss = pull_loss(z, domains, bank_z, bank_d, sets.pull_idx, sets.pull_valid, cfg.tau, sim=sim)
-                parts["pull"] = loss * _global_mean_scale(valid, world)
+                parts["pull"] = loss if world == 1 else loss * _global_mean_scale(
+                    sets.pull_valid.any(1) & (domains[:, None] != bank_d[None]).any(1), world)
         self._pending = (zd, domains, clusters)                                # enqueued after backward
         lam = dict(bce=1.0, guide=cfg.lambda_guide, push=cfg.lambda_push, pull=cfg.lambda_pull)
         loss = sum(lam[k] * v for k, v in parts.items())
         return loss, {k: v.detach() for k, v in parts.items()}
 
 def _global_mean_scale(valid: torch.Tensor, world: int) -> torch.Tensor:
-    "Factor that turns a rank's mean over its valid anchors into its share of the global mean (1 with one process)."
-    if world == 1: return torch.ones((), device=valid.device)
+    "Factor that turns a rank's mean over its `valid` anchors (those KCL averages over) into its share of the global mean."
     n_rank = valid.sum().float()
     n_all = n_rank.clone()
     dist.all_reduce(n_all)
