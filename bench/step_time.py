@@ -4,30 +4,37 @@ Both variants run in one process on the same random batch, interleaved step by s
 every repeat), with `gsrepro.train.train_step`: forward, loss, backward, Adam. GS runs at full cost: its
 queue is pre-filled (queue_size random unit features with domains and clusters), A-DBM is active, the
 guide loss is Hungarian-matched and push/pull draw from the queue. Reported: median step time of each,
-the GS/CE-2 ratio, and the memory GS adds (its queue buffers, and the peak memory of a step: CUDA
-allocator peak on GPU; on CPU the resident memory a fresh child process gains by building one variant and
-running a few steps).
+the GS/CE-2 ratio, and the memory GS adds: its queue buffers, and the peak tensor memory of a step above
+what is live at its start (the CUDA allocator's peak on GPU, the PyTorch profiler's memory timeline on CPU).
 
 CPU at mini settings (the default):
     python bench/step_time.py
 GPU at the paper's settings:
     python bench/step_time.py --device cuda --backbone efficientnet_b4 --batch 32 --size 320 --amp bf16 --channels-last
-Optionally the training data loader's images/s: --data DIR --workers N.
+Optionally the training data loader's images/s: --data DIR --workers N. --out reports/step_time.md adds (or
+replaces) this setup's row in that report; the rows live in the .json beside it.
+
+--floor adds a third variant, a lower bound for any exact GS step: CE-2 plus only the heavy operations GS
+cannot avoid (the batch x queue similarity matmul forward and backward, A-DBM's top-k, the random draw and
+top-k of the pull/push sets), without the rest of the objective.
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import datetime
 import json
-import os
+import platform
 import statistics
-import subprocess
-import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from gsrepro.core import atomic_write
 from gsrepro.data import FaceDataset
+from gsrepro.losses import bank_similarity, weighted_bce
 from gsrepro.guidespace import make_guide_space
 from gsrepro.models import create_detector
 from gsrepro.train import Objective, TrainConfig, train_step
@@ -54,8 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     p.add_argument("--data", help="a manifest (or its folder): also measure the training loader's images/s")
     p.add_argument("--workers", type=int, default=4, help="loader processes for --data")
+    p.add_argument("--floor", action="store_true", help="also time the floor variant (see above)")
     p.add_argument("--json", help="write the results here as JSON")
-    p.add_argument("--probe", choices=VARIANTS, help=argparse.SUPPRESS)   # child process: peak RSS of one variant
+    p.add_argument("--out", help="markdown report to add this setup's row to, e.g. reports/step_time.md")
     return p.parse_args(argv)
 
 
@@ -90,6 +98,21 @@ def build(args, loss: str, seed: int = 0):
     return dict(model=model, objective=objective, optimizer=opt, scaler=scaler)
 
 
+class FloorObjective(Objective):
+    "CE-2 plus the heavy operations of a GS step (see the module docstring); its loss means nothing."
+    def forward(self, z, logit, labels, domains, index, epoch: int, step: int):
+        cfg, (bank_z, bank_d, _) = self.cfg, self.queue.bank()
+        sim = bank_similarity(z, bank_z)                                               # (B, N)
+        with torch.no_grad():
+            sim.detach().topk(cfg.adbm_k, dim=1)                                       # A-DBM neighbours
+            members = (domains[:, None] == bank_d[None]).expand(3, -1, -1)            # (3, B, N): stand-ins for the three sets
+            scores = torch.rand(sim.shape, device=sim.device)
+            torch.where(members, scores, -1.0).topk(max(cfg.n_pull, cfg.n_push), dim=-1)
+        bce = weighted_bce(logit, labels)
+        self._pending = (z.detach(), domains, self.cluster_of[index])                  # enqueued as GS does
+        return bce + torch.logsumexp(sim / cfg.tau, dim=1).mean(), {"bce": bce.detach()}   # a dense (B, N) gradient, as pull's
+
+
 def make_batch(args, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     domains = torch.randint(0, args.domains + 1, (args.batch,), generator=g)
@@ -116,11 +139,18 @@ def run_step(args, run: dict, batch, step: int) -> float:
 def measure_times(args) -> dict:
     batch = make_batch(args)
     runs = {v: build(args, v) for v in VARIANTS}
+    if args.floor:
+        gs = runs["gs"]["objective"]
+        floor = build(args, "gs")                                    # the same weights, a copy of GS's queue
+        floor["objective"] = FloorObjective(gs.cfg, gs.guides.cpu(), gs.cluster_of.cpu()).to(args.device)
+        floor["objective"].queue = copy.deepcopy(gs.queue)
+        runs["floor"] = floor
+    names = tuple(runs)
     for i in range(args.warmup):
-        for v in VARIANTS: run_step(args, runs[v], batch, i)
-    times = {v: [] for v in VARIANTS}
+        for v in names: run_step(args, runs[v], batch, i)
+    times = {v: [] for v in names}
     for r in range(args.repeats):
-        for v in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):     # interleaved, alternating order
+        for v in (names if r % 2 == 0 else names[::-1]):             # interleaved, alternating order
             times[v].append(run_step(args, runs[v], batch, args.warmup + r))
     out = {v: dict(median_s=statistics.median(t), q25_s=float(np.percentile(t, 25)), q75_s=float(np.percentile(t, 75)),
                    steps_per_s=1 / statistics.median(t)) for v, t in times.items()}
@@ -128,6 +158,9 @@ def measure_times(args) -> dict:
     paired = [g / c for g, c in zip(times["gs"], times["ce2"])]
     out["ratio_gs_over_ce2"] = dict(of_medians=out["gs"]["median_s"] / out["ce2"]["median_s"],
                                     median_paired=statistics.median(paired))
+    if args.floor:
+        out["ratio_floor_over_ce2"] = dict(of_medians=out["floor"]["median_s"] / out["ce2"]["median_s"],
+                                           median_paired=statistics.median([f / c for f, c in zip(times["floor"], times["ce2"])]))
     queue = runs["gs"]["objective"].queue
     out["queue_bytes"] = sum(b.numel() * b.element_size() for b in queue.buffers())
     return out
@@ -151,28 +184,30 @@ def cuda_memory(args) -> dict:
     return res
 
 
-def cpu_memory(args, argv) -> dict:
-    """Memory one variant adds to a fresh process: resident set after building it and running 4 steps, minus
-    before (CPU has no allocator statistics). glibc is told never to return freed memory to the system, so
-    the resident set after the steps is the high-water mark of what they allocated."""
-    env = dict(os.environ, MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2**36))
+def cpu_memory(args, repeats: int = 3) -> dict:
+    """Peak tensor memory of a step above the tensors live at its start, per variant: the median of `repeats`
+    steps, and their range (on CPU it varies from step to step with large models). CPU has no allocator
+    statistics, so the allocations come from the PyTorch profiler's memory timeline (a private API of the
+    pinned torch: `torch.profiler.profile._memory_profile`)."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Action
+    batch = make_batch(args)
     res = {}
     for v in VARIANTS:
-        out = subprocess.run([sys.executable, __file__, *argv, "--probe", v], capture_output=True, text=True, check=True, env=env)
-        res[v] = dict(added_rss_bytes=int(out.stdout.strip().splitlines()[-1]))
+        run = build(args, v)
+        for i in range(3): run_step(args, run, batch, i)
+        peaks = []
+        for r in range(repeats):
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+                run_step(args, run, batch, 3 + r)
+            live = peak = 0
+            for _, action, (key, _), size in prof._memory_profile().timeline:
+                if key.device.type != "cpu" or action not in (Action.CREATE, Action.DESTROY): continue
+                live += size if action == Action.CREATE else -size
+                peak = max(peak, live)
+            peaks.append(peak)
+        res[v] = dict(step_peak_over_rest_bytes=statistics.median(peaks), step_peak_range_bytes=[min(peaks), max(peaks)])
     return res
-
-
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def probe(args):
-    batch = make_batch(args)
-    before = resident_bytes()
-    run = build(args, args.probe)
-    for i in range(4): run_step(args, run, batch, i)
-    print(resident_bytes() - before)
 
 
 def loader_images_per_s(args) -> dict:
@@ -188,35 +223,75 @@ def loader_images_per_s(args) -> dict:
     return dict(images_per_s=n / (time.perf_counter() - t0), workers=args.workers, images=n)
 
 
+def cpu_name() -> str:
+    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration): return platform.machine()
+
+
+def write_report(res: dict, path: str):
+    "Add (or replace) this setup's row in the report `path` (markdown) and its rows file (`path` as .json)."
+    path = Path(path)
+    rows_path = path.with_suffix(".json")
+    rows = json.loads(rows_path.read_text()) if rows_path.exists() else {}
+    s = res["setup"]
+    key = " ".join(str(s[k]) for k in ("device", "gpu", "backbone", "batch", "size", "amp", "channels_last", "threads"))
+    rows[key] = dict(res, date=datetime.date.today().isoformat())
+    with atomic_write(rows_path) as f: json.dump(rows, f, indent=1)
+    lines = ["# Training step time: GS vs CE-2", "",
+             "`python bench/step_time.py ... --floor --out reports/step_time.md`: the same model, batch and input, "
+             "interleaved steps in one process, medians (ms). *floor*: CE-2 plus only the heavy operations GS cannot "
+             "avoid (queue matmul forward and backward, A-DBM top-k, the pull/push draws). Step peak: tensor memory "
+             "of a step above what is live at its start, GS minus CE-2, medians of 3 steps (on CPU, from the profiler's memory "
+             "timeline, which varies by up to about 1 MiB between steps at `mini`; the ranges are in step_time.json). "
+             "Random input, so no dataset is involved.", "",
+             "| machine | backbone | batch | px | amp | threads | queue | CE-2 | GS | GS / CE-2 | paired | floor / CE-2 "
+             "| queue MiB | step peak GS − CE-2 MiB | repeats | date |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows.values():
+        s, t, m = r["setup"], r["time"], r.get("memory")
+        floor = f"{t['ratio_floor_over_ce2']['of_medians']:.3f}" if "ratio_floor_over_ce2" in t else ""
+        mem = (f"{(m['gs']['step_peak_over_rest_bytes'] - m['ce2']['step_peak_over_rest_bytes']) / 2**20:+.2f}" if m else "")
+        lines.append(f"| {s['gpu'] or r.get('cpu', s['device'])} | {s['backbone']} | {s['batch']} | {s['size']} | {s['amp']} "
+                     f"| {s['threads']} | {s['queue']} | {t['ce2']['median_s'] * 1e3:.1f} | {t['gs']['median_s'] * 1e3:.1f} "
+                     f"| {t['ratio_gs_over_ce2']['of_medians']:.3f} | {t['ratio_gs_over_ce2']['median_paired']:.3f} | {floor} "
+                     f"| {t['queue_bytes'] / 2**20:.2f} | {mem} | {s['repeats']} | {r['date']} |")
+    with atomic_write(path) as f: f.write("\n".join(lines) + "\n")
+
+
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.threads: torch.set_num_threads(args.threads)
-    if args.probe: return probe(args)
     res = dict(setup=dict(device=args.device, backbone=args.backbone, batch=args.batch, size=args.size, amp=args.amp,
                           channels_last=args.channels_last, queue=make_config(args, "gs").queue_size, proj_dim=args.proj_dim,
                           k=args.k, threads=torch.get_num_threads(), repeats=args.repeats,
                           gpu=torch.cuda.get_device_name() if args.device.startswith("cuda") else None))
     res["time"] = measure_times(args)
     if not args.no_memory:
-        res["memory"] = cuda_memory(args) if args.device.startswith("cuda") else cpu_memory(args, argv)
+        res["memory"] = cuda_memory(args) if args.device.startswith("cuda") else cpu_memory(args)
     if args.data: res["loader"] = loader_images_per_s(args)
+    if args.device == "cpu": res["cpu"] = cpu_name()
     t = res["time"]
     print(f"{args.backbone}, batch {args.batch}, {args.size} px, {args.device}, amp {args.amp}, "
           f"{res['setup']['threads']} threads, {args.repeats} interleaved repeats")
-    for v in VARIANTS:
-        print(f"  {v:4s} median {t[v]['median_s'] * 1e3:8.1f} ms/step  (IQR {t[v]['q25_s'] * 1e3:.1f}-{t[v]['q75_s'] * 1e3:.1f})  {t[v]['steps_per_s']:.2f} steps/s")
+    for v in (*VARIANTS, "floor") if args.floor else VARIANTS:
+        print(f"  {v:5s} median {t[v]['median_s'] * 1e3:8.1f} ms/step  (IQR {t[v]['q25_s'] * 1e3:.1f}-{t[v]['q75_s'] * 1e3:.1f})  {t[v]['steps_per_s']:.2f} steps/s")
     r = t["ratio_gs_over_ce2"]
     print(f"  GS / CE-2: {r['of_medians']:.3f} (ratio of medians), {r['median_paired']:.3f} (median of paired ratios)")
+    if args.floor:
+        r = t["ratio_floor_over_ce2"]
+        print(f"  floor / CE-2: {r['of_medians']:.3f} (ratio of medians), {r['median_paired']:.3f} (median of paired ratios)")
     print(f"  queue buffers: {t['queue_bytes'] / 2**20:.2f} MiB")
     if "memory" in res:
-        m = res["memory"]
-        key = "step_peak_over_rest_bytes" if "step_peak_over_rest_bytes" in m["gs"] else "added_rss_bytes"
-        print(f"  {key}: CE-2 {m['ce2'][key] / 2**20:.1f} MiB, GS {m['gs'][key] / 2**20:.1f} MiB, "
-              f"GS - CE-2 {(m['gs'][key] - m['ce2'][key]) / 2**20:+.1f} MiB")
+        m = {v: {k: np.divide(x, 2**20) for k, x in res["memory"][v].items()} for v in VARIANTS}
+        span = {v: "" if "step_peak_range_bytes" not in m[v] else " ({:.2f}-{:.2f})".format(*m[v]["step_peak_range_bytes"])
+                for v in VARIANTS}
+        print(f"  step peak memory above rest: CE-2 {m['ce2']['step_peak_over_rest_bytes']:.2f}{span['ce2']} MiB, "
+              f"GS {m['gs']['step_peak_over_rest_bytes']:.2f}{span['gs']} MiB, "
+              f"GS - CE-2 {m['gs']['step_peak_over_rest_bytes'] - m['ce2']['step_peak_over_rest_bytes']:+.2f} MiB")
     if "loader" in res: print(f"  loader: {res['loader']['images_per_s']:.0f} images/s with {args.workers} workers")
     if args.json:
-        with open(args.json, "w") as f: json.dump(res, f, indent=2)
+        with atomic_write(args.json) as f: json.dump(res, f, indent=2)
+    if args.out: write_report(res, args.out)
     return res
 
 
