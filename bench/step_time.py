@@ -243,18 +243,19 @@ def write_report(res: dict, path: str):
              "avoid (queue matmul forward and backward, A-DBM top-k, the pull/push draws). Step peak: tensor memory "
              "of a step above what is live at its start, GS minus CE-2, medians of 3 steps (on CPU, from the profiler's memory "
              "timeline, which varies by up to about 1 MiB between steps at `mini`; the ranges are in step_time.json). "
-             "Random input, so no dataset is involved.", "",
+             "Steps run on random input; the loader column, where present, reads a SynthFF set (`--data`).", "",
              "| machine | backbone | batch | px | amp | threads | queue | CE-2 | GS | GS / CE-2 | paired | floor / CE-2 "
-             "| queue MiB | step peak GS − CE-2 MiB | repeats | date |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| queue MiB | step peak GS − CE-2 MiB | loader images/s (workers) | repeats | date |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows.values():
         s, t, m = r["setup"], r["time"], r.get("memory")
         floor = f"{t['ratio_floor_over_ce2']['of_medians']:.3f}" if "ratio_floor_over_ce2" in t else ""
         mem = (f"{(m['gs']['step_peak_over_rest_bytes'] - m['ce2']['step_peak_over_rest_bytes']) / 2**20:+.2f}" if m else "")
+        loader = f"{r['loader']['images_per_s']:.0f} ({r['loader']['workers']})" if "loader" in r else ""
         lines.append(f"| {s['gpu'] or r.get('cpu', s['device'])} | {s['backbone']} | {s['batch']} | {s['size']} | {s['amp']} "
                      f"| {s['threads']} | {s['queue']} | {t['ce2']['median_s'] * 1e3:.1f} | {t['gs']['median_s'] * 1e3:.1f} "
                      f"| {t['ratio_gs_over_ce2']['of_medians']:.3f} | {t['ratio_gs_over_ce2']['median_paired']:.3f} | {floor} "
-                     f"| {t['queue_bytes'] / 2**20:.2f} | {mem} | {s['repeats']} | {r['date']} |")
+                     f"| {t['queue_bytes'] / 2**20:.2f} | {mem} | {loader} | {s['repeats']} | {r['date']} |")
     with atomic_write(path) as f: f.write("\n".join(lines) + "\n")
 
 
