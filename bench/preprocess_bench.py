@@ -29,8 +29,9 @@ import dlib
 import numpy as np
 
 from gsrepro.core import atomic_write
-from gsrepro.preprocess import (IMAGE_FORMATS, SEEK_MODES, FaceDetector, PreprocessConfig, VideoSpec, box_iou,
-                                make_face_video, probe_video, process_video, read_frames, sample_indices, square_crop)
+from gsrepro.preprocess import (IMAGE_FORMATS, SEEK_MODES, FaceDetector, PreprocessConfig, VideoSpec, box_iou, probe_video,
+                                process_video, read_frames, sample_indices, square_crop)
+from gsrepro.testing import make_face_video
 
 
 class PlainScaleDetector(FaceDetector):

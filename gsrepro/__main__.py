@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/91_main.ipynb #111eab8e
+# %% ../nbs/91_main.ipynb #3dd257a9
 #| eval: false
 from .cli import main
 

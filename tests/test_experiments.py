@@ -3,7 +3,8 @@ protocols, and the table writer, on a tiny SynthFF with one-epoch runs."""
 import pandas as pd
 import pytest
 
-from gsrepro.experiments import (TABLE_COLUMNS, Benchmark, Experiments, check_registry, ensure_synthff, get_run,
+from gsrepro.synth import ensure_synthff
+from gsrepro.experiments import (TABLE_COLUMNS, Benchmark, Experiments, check_registry, get_run,
                                  paper_rows, read_registry, run_hash, write_table)
 from gsrepro.paper import paper_table
 from gsrepro.train import TrainConfig

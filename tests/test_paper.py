@@ -12,8 +12,8 @@ import pytest
 
 import gsrepro.paper as paper
 from gsrepro.core import repo_root
-from gsrepro.paper import (FFPP_METHODS, PAPER_CAPTIONS, PAPER_COLUMNS, PAPER_TABLES, REFERENCES, TABLE5_ASSUMED_THETA_DEG,
-                           paper_numbers, paper_table, paper_value)
+from gsrepro.paper import PAPER_CAPTIONS, PAPER_COLUMNS, PAPER_TABLES, REFERENCES, paper_numbers, paper_table, paper_value
+from gsrepro.vocab import FF_METHODS, TABLE5_THETAS
 
 ROWS = {1: 40, 2: 26, 3: 108, 4: 32, 5: 28, 6: 24, 7: 48, 8: 16, "appendix_c": 13}
 
@@ -31,7 +31,7 @@ def test_every_table_is_tidy_and_plausible(n):
     assert not df.method.eq("").any() and not df.group.eq("").any()
     cross = df[df.setting == "cross-method"]
     for train, test in zip(cross.train_methods, cross.test_methods):
-        assert test in FFPP_METHODS and sorted(train.split(",") + [test]) == sorted(FFPP_METHODS)
+        assert test in FF_METHODS and sorted(train.split(",") + [test]) == sorted(FF_METHODS)
     for cite in df.quoted_from[df.quoted_from != ""]:
         number = int(re.match(r"\[(\d+)\] ", cite).group(1))
         assert cite.endswith(REFERENCES[number])
@@ -76,7 +76,7 @@ def test_table5_theta_known_only_at_the_optimum():
     known = t5[t5.param_value.notna()]
     assert set(known.row) == {4} and set(known.param_value) == {120.0}
     assert known.query("test_set == 'CelebDF' and metric == 'auc'").value.item() == 84.97
-    assert TABLE5_ASSUMED_THETA_DEG[3] == 120.0 and list(TABLE5_ASSUMED_THETA_DEG) == sorted(TABLE5_ASSUMED_THETA_DEG)
+    assert TABLE5_THETAS[3] == 120.0 and list(TABLE5_THETAS) == sorted(TABLE5_THETAS)
     auc = t5.query("test_set == 'CelebDF' and metric == 'auc'").sort_values("row").value.to_numpy()
     assert np.argmax(auc) == 3                                     # the optimum is the 4th of the 7 rows
 

@@ -16,8 +16,9 @@ import pytest
 from gsrepro.cli import main
 from gsrepro.core import load_json
 from gsrepro.manifest import read_manifest
-from gsrepro.preprocess import (FFPP_METHODS, SEEK_MODES, FaceDetector, _astronaut_head, ffpp_pairs, make_example_tree,
-                                make_face_video, probe_video, read_frames, sample_indices)
+from gsrepro.preprocess import SEEK_MODES, FaceDetector, probe_video, read_frames, sample_indices
+from gsrepro.testing import astronaut_head, make_example_tree, make_face_video
+from gsrepro.vocab import FF_METHODS, ffpp_pairs
 
 N_FRAMES, FRAMES, SIZE = 24, 8, 128      # video length, frames kept, crop side
 
@@ -52,7 +53,7 @@ def test_ffpp_manifest(ffpp_out):
     m = read_manifest(ffpp_out)
     videos = m.groupby("video_id").first()
     # one pair per split: 2 reals + 2 fakes for each of the 4 methods
-    assert len(videos) == 3 * (2 + 2 * len(FFPP_METHODS))
+    assert len(videos) == 3 * (2 + 2 * len(FF_METHODS))
     assert set(m["split"]) == {"train", "val", "test"} and set(m["quality"]) == {"c23"}
     for vid, row in videos.iterrows():
         dataset, method, video = vid.split("/")
@@ -62,7 +63,7 @@ def test_ffpp_manifest(ffpp_out):
         assert row["source_id"] == video.split("_")[0]
     # a_b of the four methods are four videos, and all ids are unique per (video, frame)
     a, b = ffpp_pairs("test")[0]
-    assert {f"ffpp/{meth}/{a}_{b}" for meth in FFPP_METHODS} <= set(videos.index)
+    assert {f"ffpp/{meth}/{a}_{b}" for meth in FF_METHODS} <= set(videos.index)
     assert not m.duplicated(["video_id", "frame"]).any()
     # every video gives the same evenly spaced frames, each with a face
     for vid, frames in m.groupby("video_id")["frame"]:
@@ -78,7 +79,7 @@ def test_ffpp_manifest(ffpp_out):
 def test_ffpp_crops_show_the_face(ffpp_out):
     m = read_manifest(ffpp_out)
     detector = FaceDetector(detect_size=0)
-    head = cv2.resize(_astronaut_head(), (SIZE, SIZE), interpolation=cv2.INTER_AREA).astype(float)
+    head = cv2.resize(astronaut_head(), (SIZE, SIZE), interpolation=cv2.INTER_AREA).astype(float)
     corr = lambda x, y: np.corrcoef(x.reshape(-1, 3).T.ravel(), y.reshape(-1, 3).T.ravel())[0, 1]
     for path in m["path"]:
         crop = cv2.imread(str(ffpp_out / path))
