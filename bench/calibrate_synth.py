@@ -32,7 +32,8 @@ from torch import nn
 
 from gsrepro.core import atomic_write, repo_root, seed_everything
 from gsrepro.data import BalancedSampler, FaceDataset
-from gsrepro.synth import FF_METHODS, SynthConfig, generate, get_preset
+from gsrepro.synth import SynthConfig, generate, get_preset
+from gsrepro.vocab import FF_METHODS
 
 
 def small_cnn(width: int = 16) -> nn.Module:

@@ -19,7 +19,8 @@ import pandas as pd
 
 from gsrepro.core import repo_root, save_json
 from gsrepro.synth import generate
-from gsrepro.train import TrainConfig, decoupling_clusters, init_dist, parse_override, train
+from gsrepro.config import TrainConfig, parse_override
+from gsrepro.train import decoupling_clusters, init_dist, train
 
 
 def main(argv=None):

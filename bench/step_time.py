@@ -37,7 +37,8 @@ from gsrepro.data import FaceDataset
 from gsrepro.losses import bank_similarity, weighted_bce
 from gsrepro.guidespace import make_guide_space
 from gsrepro.models import create_detector
-from gsrepro.train import Objective, TrainConfig, train_step
+from gsrepro.config import TrainConfig
+from gsrepro.train import Objective, train_step
 
 VARIANTS = ("ce2", "gs")
 

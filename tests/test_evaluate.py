@@ -12,7 +12,8 @@ from gsrepro.cli import main as gsrepro_main
 from gsrepro.evaluate import embed_test_set, evaluate_model, evaluate_run, standard_test_sets
 from gsrepro.manifest import read_manifest
 from gsrepro.synth import generate, get_preset
-from gsrepro.train import TrainConfig, train
+from gsrepro.config import TrainConfig
+from gsrepro.train import train
 
 METRIC_KEYS = {"acc", "auc", "video_auc", "eer", "ap", "n_frames", "n_videos", "n_real", "n_fake", "filters"}
 

@@ -7,7 +7,7 @@ import papermill as pm
 import pytest
 
 from gsrepro.core import repo_root
-from gsrepro.experiments import check_registry, read_registry
+from gsrepro.registry import check_registry, read_registry
 
 TINY = dict(bootstrap=20, synth_overrides=dict(n_pairs=8, image_size=32, frames=2, qualities=["c23"], celebdf_real=4, dfdc_pairs=2),
             train_overrides=dict(epochs=1, image_size=32, batch_size=16, queue_size=64, n_clusters=4, adbm_k=8))

@@ -8,8 +8,9 @@ import pytest
 
 from gsrepro.cli import main
 from gsrepro.manifest import read_manifest
-from gsrepro.synth import (FF_METHODS, PRESETS, _inner_face, ff_split_pairs, generate, get_preset, manipulate,
-                           render_background, render_frames, video_spec)
+from gsrepro.synth import (PRESETS, _inner_face, ff_split_pairs, generate, get_preset, manipulate, render_background,
+                           render_frames, video_spec)
+from gsrepro.vocab import FF_METHODS
 
 TINY = get_preset("mini", n_pairs=8, frames=3, celebdf_real=4, dfdc_pairs=2)
 

@@ -12,7 +12,9 @@ import torch
 import gsrepro.train as tr
 from gsrepro.cli import main as gsrepro_main
 from gsrepro.synth import generate, get_preset
-from gsrepro.train import NonFiniteLossError, TrainConfig, load_checkpoint, load_detector, train
+from gsrepro.checkpoint import load_checkpoint, load_detector
+from gsrepro.config import TrainConfig
+from gsrepro.train import NonFiniteLossError, train
 
 TIMES = ("train_s", "val_s")
 

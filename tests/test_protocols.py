@@ -1,13 +1,14 @@
-"""`gsrepro.experiments`: the run hash, the registry (a run is trained once and reused, partial runs resume),
+"""`gsrepro.registry`, `gsrepro.protocols`, `gsrepro.tables`: the run hash, the registry (a run is trained once and reused, partial runs resume),
 protocols, and the table writer, on a tiny SynthFF with one-epoch runs."""
 import pandas as pd
 import pytest
 
+from gsrepro.config import TrainConfig
+from gsrepro.protocols import TABLE_COLUMNS, Benchmark, Experiments
+from gsrepro.registry import check_registry, get_run, read_registry, run_hash
 from gsrepro.synth import ensure_synthff
-from gsrepro.experiments import (TABLE_COLUMNS, Benchmark, Experiments, check_registry, get_run,
-                                 paper_rows, read_registry, run_hash, write_table)
+from gsrepro.tables import paper_rows, write_table
 from gsrepro.paper import paper_table
-from gsrepro.train import TrainConfig
 
 TINY_SYNTH = dict(n_pairs=8, image_size=32, frames=2, qualities=("c23",), celebdf_real=4, dfdc_pairs=2)
 TINY_TRAIN = dict(epochs=1, image_size=32, batch_size=16, queue_size=64, n_clusters=4, adbm_k=8)
