@@ -63,6 +63,7 @@ def random_patch_mask(batch: int, grid: int, ratio: float, generator=None, devic
     order = torch.rand(batch, grid * grid, generator=generator, device=device).argsort(dim=1)
     return (order < n_mask).view(batch, grid, grid)                     # rank < n_mask ⇔ a random n_mask subset
 
+# %% ../nbs/12_decoupling.ipynb #9499e4c5
 class SimMIM(nn.Module):
     "A timm encoder with a learnable mask patch and SimMIM's one-layer pixel decoder."
     def __init__(self, cfg: SimMIMConfig):
@@ -134,6 +135,7 @@ def simmim_pretrain(dataset, cfg: SimMIMConfig | str = "mini", seed: int = 0, de
         bar.close()
     return model.eval()
 
+# %% ../nbs/12_decoupling.ipynb #536f1f5b
 @torch.no_grad()
 def extract_features(model: SimMIM, dataset, batch_size: int = 128, device: str | None = None,
                      num_workers: int = 0, progress: bool = True):

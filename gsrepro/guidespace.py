@@ -71,12 +71,6 @@ class GuideSpace:
         with np.load(path) as z:
             return cls(z["real"], z["forgery"], float(z["theta_deg"]), float(z["phi_deg"]), str(z["method"]))
 
-def _mean_forgery_angle(forgery: np.ndarray) -> float:
-    K = forgery.shape[0]
-    if K < 2: return float("nan")
-    c = forgery @ forgery.T
-    return float(np.degrees(np.arccos(np.clip(c[~np.eye(K, dtype=bool)], -1, 1))).mean())
-
 # %% ../nbs/02_guidespace.ipynb #99152fd4
 def closed_form_guides(dim: int, n_forgery: int, theta_deg: float, seed: int = 0) -> GuideSpace:
     "The optimal guide space written down: a random real guide and a regular simplex of forgery guides around it."
@@ -121,6 +115,14 @@ def _augmented_lagrangian(x, shape, cos_t, tau, lam, mu):
     grad[1:] += y[K + 1:, None] * X[0]                                  #                    wrt g_k
     return f + lam @ c + 0.5 * mu * c @ c, grad.ravel()
 
+# %% ../nbs/02_guidespace.ipynb #1a14e143
+def _mean_forgery_angle(forgery: np.ndarray) -> float:
+    "Mean pairwise angle (degrees) between forgery guides: the φ a solver reached; nan for one guide."
+    K = forgery.shape[0]
+    if K < 2: return float("nan")
+    c = forgery @ forgery.T
+    return float(np.degrees(np.arccos(np.clip(c[~np.eye(K, dtype=bool)], -1, 1))).mean())
+
 def solve_guide_space(dim: int, n_forgery: int, theta_deg: float, tau: float = 0.1, seed: int = 0,
                       steps: int = 500, max_rounds: int = 40, tol: float = 1e-12) -> GuideSpace:
     "Minimise Eq. 2 under Eq. 1 from a random start with an augmented Lagrangian (the paper's Appendix B route)."
@@ -160,6 +162,7 @@ def theta_phi_table(thetas=TABLE5_THETAS, n_forgery: int = 4):
     import pandas as pd
     return pd.DataFrame({"theta_deg": list(thetas), "phi_deg": [round(phi_from_theta(t, n_forgery), 2) for t in thetas]})
 
+# %% ../nbs/02_guidespace.ipynb #973d3e4c
 def plot_theta_phi(ax=None, ks=(3, 4), marks=TABLE5_THETAS):
     "φ as a function of θ for each K, with the θ grid marked."
     import matplotlib.pyplot as plt

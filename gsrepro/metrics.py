@@ -112,27 +112,6 @@ def _accuracy(y, s, W):
     return W @ ((s > 0.5) == y) / W.sum(axis=1)
 
 # %% ../nbs/08_metrics.ipynb #b3ea728d
-def _bootstrap(y, s, codes, videos: pd.DataFrame, n_boot: int, seed: int, max_elems: int = 2**22) -> dict:
-    "Percentile intervals of every metric over `n_boot` stratified resamples of videos."
-    rng = np.random.default_rng(seed)
-    vy, vs = videos.label.to_numpy(), videos.score.to_numpy()
-    n_vid = len(vy)
-    counts = np.zeros((n_boot, n_vid))                              # (B, V) times each video is drawn
-    for cls in (0, 1):
-        members = np.flatnonzero(vy == cls)
-        draws = members[rng.integers(0, len(members), (n_boot, len(members)))]      # (B, n_cls)
-        flat = (np.arange(n_boot)[:, None] * n_vid + draws).ravel()
-        counts += np.bincount(flat, minlength=n_boot * n_vid).reshape(n_boot, n_vid)
-    stats = np.empty((n_boot, len(METRICS)))
-    step = max(1, max_elems // len(y))
-    for a in range(0, n_boot, step):
-        C = counts[a:a + step]
-        W = C[:, codes]                                             # (b, n) frame weights
-        auc, ap, eer = _curve_metrics(y, s, W)
-        stats[a:a + step] = np.column_stack([_accuracy(y, s, W), auc, _curve_metrics(vy, vs, C)[0], eer, ap])
-    lo, hi = np.percentile(stats, [50 * (1 - CI_LEVEL), 50 * (1 + CI_LEVEL)], axis=0)
-    return {f"{m}_ci": [float(l), float(h)] for m, l, h in zip(METRICS, lo, hi)} | {"bootstrap": n_boot}
-
 def compute_metrics(labels, scores, video_ids=None, bootstrap: int = 0, seed: int = 0, frames=None) -> dict:
     """ACC, AUC, video AUC, EER, AP and sample counts; with `bootstrap=B`, also `<metric>_ci` = [lo, hi],
     95% percentile intervals over B stratified resamples of videos.
@@ -159,6 +138,28 @@ def compute_metrics(labels, scores, video_ids=None, bootstrap: int = 0, seed: in
     out["n_fake_videos"] = len(videos) - out["n_real_videos"]
     if bootstrap: out |= _bootstrap(y, s, codes, videos, int(bootstrap), seed)
     return out
+
+# %% ../nbs/08_metrics.ipynb #0cf9103f
+def _bootstrap(y, s, codes, videos: pd.DataFrame, n_boot: int, seed: int, max_elems: int = 2**22) -> dict:
+    "Percentile intervals of every metric over `n_boot` stratified resamples of videos."
+    rng = np.random.default_rng(seed)
+    vy, vs = videos.label.to_numpy(), videos.score.to_numpy()
+    n_vid = len(vy)
+    counts = np.zeros((n_boot, n_vid))                              # (B, V) times each video is drawn
+    for cls in (0, 1):
+        members = np.flatnonzero(vy == cls)
+        draws = members[rng.integers(0, len(members), (n_boot, len(members)))]      # (B, n_cls)
+        flat = (np.arange(n_boot)[:, None] * n_vid + draws).ravel()
+        counts += np.bincount(flat, minlength=n_boot * n_vid).reshape(n_boot, n_vid)
+    stats = np.empty((n_boot, len(METRICS)))
+    step = max(1, max_elems // len(y))
+    for a in range(0, n_boot, step):
+        C = counts[a:a + step]
+        W = C[:, codes]                                             # (b, n) frame weights
+        auc, ap, eer = _curve_metrics(y, s, W)
+        stats[a:a + step] = np.column_stack([_accuracy(y, s, W), auc, _curve_metrics(vy, vs, C)[0], eer, ap])
+    lo, hi = np.percentile(stats, [50 * (1 - CI_LEVEL), 50 * (1 + CI_LEVEL)], axis=0)
+    return {f"{m}_ci": [float(l), float(h)] for m, l, h in zip(METRICS, lo, hi)} | {"bootstrap": n_boot}
 
 # %% ../nbs/08_metrics.ipynb #7d0f981e
 SCORE_COLUMNS = ("video_id", "frame", "label", "score")
@@ -199,6 +200,7 @@ class ScoreWriter:
         else: self._stack.__exit__(*exc)   # removes the temporary file; the exception propagates
         return False
 
+# %% ../nbs/08_metrics.ipynb #0e33e5a9
 def metrics_from_scores_csv(path, bootstrap: int = 0, seed: int = 0, by: str | None = None) -> dict:
     "`compute_metrics` of a `scores.csv`; with `by` (e.g. `'test_set'`), a dict of metrics per value of that column."
     path = Path(path)

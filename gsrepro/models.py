@@ -67,6 +67,7 @@ class Detector(nn.Module):
         logit = self.classifier(z if self.classifier_input == "z" else f)   # (B, n_classes)
         return z, (logit[:, 0] if self.n_classes == 1 else logit)
 
+# %% ../nbs/09_models.ipynb #09f8108c
 @torch.no_grad()
 def pooled_width(backbone: nn.Module, size: int = 32) -> int:
     "Width of the backbone's pooled output, measured by a dummy forward (eval mode, restored after)."

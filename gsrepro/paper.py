@@ -173,6 +173,7 @@ PAPER_CAPTIONS = {
     "appendix_c": "Appendix C: A-DBM neighbourhood size k and number of clusters; Celeb-DF AUC (%) after training on FF++ HQ.",
 }
 
+# %% ../nbs/17_paper.ipynb #a1f23aa2
 def _table_key(n) -> str:
     key = str(n).lower().removeprefix("table").strip()
     if key not in _TABLES:

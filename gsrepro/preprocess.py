@@ -140,6 +140,7 @@ class FaceDetector:
             return self._largest(bgr, 1.0), True
         return box, False
 
+# %% ../nbs/07_preprocess.ipynb #66aa9691
 def box_iou(a, b) -> float:
     "Intersection over union of two `(left, top, right, bottom)` boxes."
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -296,9 +297,11 @@ class PreprocessConfig:
         return {k: v for k, v in asdict(self).items() if k != "seek"}
 
 def _new_record(spec: VideoSpec, status: str = "ok") -> dict:
+    "An empty report record of one video (the `frames` that gave a crop are kept beside the report columns)."
     return dict(video_id=spec.video_id, status=status, video=str(spec.path), n_frames=0, n_sampled=0, n_faces=0,
                 n_no_face=0, n_unreadable=0, n_retried=0, short=False, seconds=0.0, error="", frames=[])
 
+# %% ../nbs/07_preprocess.ipynb #1b3a3bdb
 def process_video(spec: VideoSpec, out, cfg: PreprocessConfig = PreprocessConfig(), decode_threads: int = 0) -> dict:
     "Sample, detect, crop and save one video into `out/crops/<video_id>/`; return its report record."
     start, rec = time.perf_counter(), _new_record(spec)
@@ -362,6 +365,34 @@ def _run(todo: list[VideoSpec], out: Path, cfg: PreprocessConfig, workers: int):
         pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/07_preprocess.ipynb #dd0fb240
+def _records_and_todo(specs: list[VideoSpec], present: list[VideoSpec], out: Path):
+    "Records of the missing and the finished videos (read back from their `video.json`), and the present videos still to do."
+    records = {s.video_id: _new_record(s, "missing") for s in specs if not s.path.is_file()}
+    todo = []
+    for s in present:
+        done = out / "crops" / s.video_id / DONE_FILE
+        if done.is_file(): records[s.video_id] = load_json(done) | {"video": str(s.path)}
+        else: todo.append(s)
+    return records, todo
+
+def _manifest_rows(specs: list[VideoSpec], records: dict, cfg: PreprocessConfig) -> list[dict]:
+    "One manifest row per crop, in the order of the listed videos and their frames."
+    return [dict(path=f"crops/{s.video_id}/{t:06d}.{cfg.image_format}", dataset=s.dataset, method=s.method,
+                 label=s.label, quality=s.quality, split=s.split, video_id=s.video_id, frame=t, source_id=s.source_id)
+            for s in specs for t in records[s.video_id]["frames"]]
+
+def _summary(dataset: str, root, out: Path, specs, present, report: pd.DataFrame, n_crops: int, n_resumed: int,
+             start: float) -> dict:
+    "The counts of a run (videos by status, frames without a face, ...), as saved in `summary.json`."
+    status = report["status"].value_counts()
+    return dict(dataset=dataset, root=str(Path(root).absolute()), listed=len(specs), real=sum(s.label == 0 for s in present),
+                fake=sum(s.label == 1 for s in present), **{k: int(status.get(k, 0)) for k in ("ok", "no_face", "unreadable", "missing")},
+                resumed=n_resumed, short=int(report["short"].sum()), crops=n_crops,
+                frames_without_face=int(report["n_no_face"].sum()), frames_unreadable=int(report["n_unreadable"].sum()),
+                frames_retried_full_res=int(report["n_retried"].sum()), seconds=round(time.perf_counter() - start, 1),
+                manifest=str(out / "manifest.csv"), report=str(out / "report.csv"))
+
+# %% ../nbs/07_preprocess.ipynb #892f940b
 def preprocess(dataset: str, root, out, cfg: PreprocessConfig = PreprocessConfig(), workers: int = 1,
                progress: bool = True, **layout) -> dict:
     "Raw videos -> `out/crops/<video_id>/*.png`, `out/manifest.csv`, `out/report.csv`, `out/summary.json`; resumable."
@@ -374,12 +405,7 @@ def preprocess(dataset: str, root, out, cfg: PreprocessConfig = PreprocessConfig
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, dataset, specs, cfg)
     for stale in (out / "crops").glob("*/*/.*.partial-*"): shutil.rmtree(stale, ignore_errors=True)
-    records = {s.video_id: _new_record(s, "missing") for s in specs if not s.path.is_file()}
-    todo = []
-    for s in present:
-        done = out / "crops" / s.video_id / DONE_FILE
-        if done.is_file(): records[s.video_id] = load_json(done) | {"video": str(s.path)}
-        else: todo.append(s)
+    records, todo = _records_and_todo(specs, present, out)
     n_resumed = len(present) - len(todo)
     with tqdm(total=len(present), initial=n_resumed, desc=f"preprocess {dataset}", unit="video",
               disable=not progress) as bar:
@@ -388,16 +414,8 @@ def preprocess(dataset: str, root, out, cfg: PreprocessConfig = PreprocessConfig
             bar.update()
     report = pd.DataFrame([records[s.video_id] for s in specs], columns=REPORT_COLUMNS)
     with atomic_write(out / "report.csv", newline="") as f: report.to_csv(f, index=False)
-    rows = [dict(path=f"crops/{s.video_id}/{t:06d}.{cfg.image_format}", dataset=s.dataset, method=s.method,
-                 label=s.label, quality=s.quality, split=s.split, video_id=s.video_id, frame=t, source_id=s.source_id)
-            for s in specs for t in records[s.video_id]["frames"]]
-    status = report["status"].value_counts()
-    summary = dict(dataset=dataset, root=str(Path(root).absolute()), listed=len(specs), real=sum(s.label == 0 for s in present),
-                   fake=sum(s.label == 1 for s in present), **{k: int(status.get(k, 0)) for k in ("ok", "no_face", "unreadable", "missing")},
-                   resumed=n_resumed, short=int(report["short"].sum()), crops=len(rows),
-                   frames_without_face=int(report["n_no_face"].sum()), frames_unreadable=int(report["n_unreadable"].sum()),
-                   frames_retried_full_res=int(report["n_retried"].sum()), seconds=round(time.perf_counter() - start, 1),
-                   manifest=str(out / "manifest.csv"), report=str(out / "report.csv"))
+    rows = _manifest_rows(specs, records, cfg)
+    summary = _summary(dataset, root, out, specs, present, report, len(rows), n_resumed, start)
     save_json(summary, out / "summary.json")
     if not rows: raise ValueError(f"no face crop came out of {len(present)} videos; see {out / 'report.csv'}")
     write_manifest(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), out / "manifest.csv")
@@ -437,6 +455,7 @@ def cli_parser(p: argparse.ArgumentParser):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+# %% ../nbs/07_preprocess.ipynb #3810c6b6
 def cli_main(args) -> int:
     "Run `gsrepro preprocess`; print a summary."
     cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})

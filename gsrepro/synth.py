@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fastcore.basics import patch
+
 from .core import load_json, repo_root, save_json
 from .manifest import read_manifest, write_manifest
 from .vocab import FF_METHODS, FFPP_QUALITIES
@@ -58,6 +60,7 @@ def sample_identity(rng: np.random.Generator) -> dict:
         hair=f32(hair), hair_style=int(rng.integers(N_HAIR_STYLES)), hairline=rng.uniform(0.45, 0.7),
         hair_wave=rng.uniform(0, 2 * np.pi), beard=bool(rng.random() < 0.2), clothes=f32(rng.uniform(20, 235, 3)))
 
+# %% ../nbs/06_synth.ipynb #f437d398
 def sample_background(rng: np.random.Generator) -> dict:
     "Draw one static scene: texture type, colours and scale, plus its lighting and camera noise level."
     return dict(kind=int(rng.integers(N_BACKGROUNDS)), c1=rng.uniform(20, 235, 3), c2=rng.uniform(20, 235, 3),
@@ -77,7 +80,7 @@ def sample_motion(rng: np.random.Generator, n_frames: int) -> tuple[dict, dict]:
                 eye_open=np.clip(rng.uniform(0.75, 1.0) + wave(0.15), 0.35, 1), brow=wave(0.03), gaze=wave(0.3))
     return pose, expr
 
-# %% ../nbs/06_synth.ipynb #f437d398
+# %% ../nbs/06_synth.ipynb #6218d425
 def _soft(d_px):
     "Anti-aliased coverage from a signed distance in pixels (negative inside)."
     return np.clip(0.5 - d_px, 0.0, 1.0)
@@ -98,6 +101,7 @@ def _paint(img, colour, alpha):
     "Composite a colour layer with coverage `alpha` (F, H, W) onto `img` (F, H, W, 3) in place."
     img += (colour - img) * alpha[..., None]
 
+# %% ../nbs/06_synth.ipynb #489b9933
 def render_background(bg: dict, size: int) -> np.ndarray:
     "The static scene `(H, W, 3)`, float32 in 0..255."
     v, u = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5) / size * 2 - 1
@@ -118,114 +122,148 @@ def render_background(bg: dict, size: int) -> np.ndarray:
     t = t.astype(np.float32)[..., None]
     return (bg["c1"] * (1 - t) + bg["c2"] * t).astype(np.float32)
 
-# %% ../nbs/06_synth.ipynb #6218d425
-def render_frames(ident: dict, pose: dict, expr: dict, bg: dict, background: np.ndarray, size: int) -> tuple[np.ndarray, dict]:
-    """Render the frames of one video (`pose` and `expr` hold one value per frame) over `background`.
-    Returns clean frames `(F, H, W, 3)` float32 in 0..255 and the geometry the manipulations need: face
-    coordinates `X, Y` `(F, H, W)`, pixels per face unit, feature positions and landmarks `(F, 4, 2)` in
-    pixels (eyes, nose tip, mouth)."""
-    F = len(pose["cx"])
-    col = lambda a: np.asarray(a, np.float32).reshape(F, 1, 1)
+# %% ../nbs/06_synth.ipynb #6423bdba
+def _per_frame(a) -> np.ndarray:
+    "One value per frame as a float32 `(F, 1, 1)` array, to broadcast over the pixels of each frame."
+    a = np.asarray(a, np.float32)
+    return a.reshape(len(a), 1, 1)
+
+def _face_grid(pose: dict, size: int, fw: float):
+    """Face coordinates `X, Y` `(F, H, W)` of every pixel (the image grid rotated, shifted and scaled by the
+    pose), pixels per face unit `px` and the yaw's sideways shift of the inner face `xo`, both `(F, 1, 1)`."""
     v, u = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5) / size * 2 - 1       # (H, W) in [-1, 1]
-    cx, cy, sc, rot, yaw = (col(pose[k]) for k in ("cx", "cy", "scale", "rot", "yaw"))
+    cx, cy, sc, rot, yaw = (_per_frame(pose[k]) for k in ("cx", "cy", "scale", "rot", "yaw"))
     cr, sr = np.cos(rot), np.sin(rot)
     X = (cr * (u - cx) + sr * (v - cy)) / sc                                         # (F, H, W) face units
     Y = (-sr * (u - cx) + cr * (v - cy)) / sc
     px = sc * size / 2                                                                # pixels per face unit (F, 1, 1)
-    fw, fh = ident["fw"], ident["fh"]
     xo = yaw * fw * 0.22                                                              # yaw shifts the inner face
-    img = np.broadcast_to(background, (F, size, size, 3)).copy()                     # (F, H, W, 3)
+    return X, Y, px, xo
 
-    # hair behind the head (long styles), shoulders, neck
-    style, hair_col = ident["hair_style"], ident["hair"]
-    strands = 1 + 0.10 * np.sin(X * 60 + ident["hair_wave"] + 3 * Y)[..., None]
+def _inner_box(pose: dict, fh: float, size: int) -> tuple:
+    "Index of the box `(F, h, w)` around the face in every frame: the inner features never reach outside it."
+    r = int(np.ceil(fh * float(np.max(pose["scale"])) * size / 2)) + 2
+    lo = lambda c: max(0, int(np.floor((np.min(c) + 1) * size / 2)) - r)
+    hi = lambda c: min(size, int(np.ceil((np.max(c) + 1) * size / 2)) + r)
+    return (slice(None), slice(lo(pose["cy"]), hi(pose["cy"])), slice(lo(pose["cx"]), hi(pose["cx"])))
+
+# %% ../nbs/06_synth.ipynb #17c4fda8
+def _paint_head(img, ident: dict, X, Y, px, strands):
+    "Hair behind the head (long styles), shoulders and neck."
+    fw, fh, style, hair_col = ident["fw"], ident["fh"], ident["hair_style"], ident["hair"]
     if style in (1, 4):
         d = np.where(Y > 0, np.maximum(np.abs(X) - fw * 1.25, Y - fh * 1.3), _ellipse_d(X, Y + 0.05, fw * 1.3, fh * 1.15))
         _paint(img, hair_col * strands * 0.9, _soft(d * px))
     _paint(img, ident["clothes"], _soft(_ellipse_d(X, Y - fh * 1.75, fw * 2.2, fh * 0.9) * px))
     _paint(img, ident["skin"] * 0.8, _soft(np.maximum(np.abs(X) - fw * 0.45, fh * 0.4 - Y) * px))
 
-    # face: tapered ellipse, sphere shading, a fine skin texture that moves with the face, beard
+def _paint_skin(img, ident: dict, light, X, Y, px, strands) -> np.ndarray:
+    "The face: a tapered ellipse with sphere shading, a fine skin texture that moves with the face, a beard; returns the shading `(F, H, W)`."
+    fw, fh = ident["fw"], ident["fh"]
     face_d = _ellipse_d(X, Y, fw * (1 - ident["chin"] * np.clip(Y / fh, 0, 1) ** 2), fh)
     nx, ny = np.clip(X / fw, -1, 1), np.clip(Y / fh, -1, 1)
     nz = np.sqrt(np.clip(1 - nx ** 2 - ny ** 2, 0, 1))
-    lx, ly = bg["light"]
+    lx, ly = light
     lz = np.sqrt(max(1e-3, 1 - lx * lx - ly * ly))
     shade = 0.72 + 0.33 * np.clip(nx * lx + ny * ly + nz * lz, 0, 1)
     tex = sum(np.sin(f * (X * np.cos(a) + Y * np.sin(a)) * np.pi + p)
               for f, a, p in zip(ident["tex_freq"], ident["tex_dir"], ident["tex_phase"])) / 6 * ident["tex_amp"]
     _paint(img, ident["skin"] * shade[..., None] + tex[..., None], _soft(face_d * px))
     if ident["beard"]:
-        _paint(img, hair_col * strands * 0.8, 0.85 * _soft(np.maximum(face_d, ident["mouth_y"] * fh - 0.12 - Y) * px))
+        _paint(img, ident["hair"] * strands * 0.8, 0.85 * _soft(np.maximum(face_d, ident["mouth_y"] * fh - 0.12 - Y) * px))
+    return shade
 
-    # the inner features only touch a box around the face: paint them on that crop (a view of img)
-    r = int(np.ceil(fh * float(np.max(pose["scale"])) * size / 2)) + 2
-    lo = lambda c: max(0, int(np.floor((np.min(c) + 1) * size / 2)) - r)
-    hi = lambda c: min(size, int(np.ceil((np.max(c) + 1) * size / 2)) + r)
-    crop = (slice(None), slice(lo(pose["cy"]), hi(pose["cy"])), slice(lo(pose["cx"]), hi(pose["cx"])))
-    Xc, Yc, shc, view, pxc = X[crop], Y[crop], shade[crop], img[crop], px
-
-    # eyes: sclera, iris, pupil, upper lid; brows above them
+# %% ../nbs/06_synth.ipynb #b2ff74d6
+def _paint_eyes(view, ident: dict, expr: dict, Xc, Yc, shc, px, xo) -> tuple:
+    "Eyes (sclera, iris, pupil, upper lid) with brows above them; returns the eye geometry `(ex, ey, erx)`."
+    fw, fh = ident["fw"], ident["fh"]
     ex, ey = ident["eye_x"] * fw, ident["eye_y"] * fh
-    erx, ery = ident["eye_rx"] * fw, ident["eye_ry"] * fh * col(expr["eye_open"])
-    gaze = col(expr["gaze"]) * erx * 0.35
+    erx, ery = ident["eye_rx"] * fw, ident["eye_ry"] * fh * _per_frame(expr["eye_open"])
+    gaze = _per_frame(expr["gaze"]) * erx * 0.35
     ir = ident["iris_r"] * ident["eye_ry"] * fh
     for side in (-1, 1):
         x0 = side * ex + xo
         sd = _ellipse_d(Xc - x0, Yc - ey, erx, ery)
-        sclera = _soft(sd * pxc)
+        sclera = _soft(sd * px)
         _paint(view, np.array([240, 238, 232], np.float32) * shc[..., None], sclera)
         to_iris = np.hypot(Xc - x0 - gaze, Yc - ey)
-        _paint(view, ident["iris"], _soft((to_iris - ir) * pxc) * sclera)
-        _paint(view, np.array([15, 12, 12], np.float32), _soft((to_iris - ir * 0.45) * pxc) * sclera)
-        _paint(view, ident["skin"] * 0.35, 0.8 * _soft((np.abs(sd) - 0.012) * pxc) * (Yc < ey))
-        by = ey - ident["brow_h"] * fh - col(expr["brow"])
+        _paint(view, ident["iris"], _soft((to_iris - ir) * px) * sclera)
+        _paint(view, np.array([15, 12, 12], np.float32), _soft((to_iris - ir * 0.45) * px) * sclera)
+        _paint(view, ident["skin"] * 0.35, 0.8 * _soft((np.abs(sd) - 0.012) * px) * (Yc < ey))
+        by = ey - ident["brow_h"] * fh - _per_frame(expr["brow"])
         bl, tilt = erx * ident["brow_len"] * 1.3, ident["brow_tilt"] * side
         brow = _segment_d(Xc, Yc, x0 - bl, by + tilt * bl * 0.3, x0 + bl, by - tilt * bl * 0.3) - ident["brow_t"]
-        _paint(view, hair_col * 0.8, 0.9 * _soft(brow * pxc))
+        _paint(view, ident["hair"] * 0.8, 0.9 * _soft(brow * px))
+    return ex, ey, erx
 
-    # nose: a shaded ridge on the side away from the light, nostrils
-    ny_ = ident["nose_y"] * fh
-    ridge = _segment_d(Xc, Yc, xo - 0.02 * np.sign(lx + 1e-3), ey + 0.05, xo + 0.02, ny_) - 0.02
-    _paint(view, ident["skin"] * 0.72, 0.6 * _soft(ridge * pxc * 0.5))
+def _paint_nose(view, ident: dict, Xc, Yc, px, xo, ey, lx) -> float:
+    "A shaded ridge on the side away from the light (`lx`: the light's x), and nostrils; returns the nose tip's y."
+    nose_y = ident["nose_y"] * ident["fh"]
+    ridge = _segment_d(Xc, Yc, xo - 0.02 * np.sign(lx + 1e-3), ey + 0.05, xo + 0.02, nose_y) - 0.02
+    _paint(view, ident["skin"] * 0.72, 0.6 * _soft(ridge * px * 0.5))
     for side in (-1, 1):
-        nostril = _ellipse_d(Xc - xo - side * ident["nose_w"] * fw * 0.5, Yc - ny_, 0.035, 0.02)
-        _paint(view, ident["skin"] * 0.4, 0.8 * _soft(nostril * pxc))
+        nostril = _ellipse_d(Xc - xo - side * ident["nose_w"] * ident["fw"] * 0.5, Yc - nose_y, 0.035, 0.02)
+        _paint(view, ident["skin"] * 0.4, 0.8 * _soft(nostril * px))
+    return nose_y
 
-    # mouth: lips bent by the smile; a dark opening with teeth when open
-    my, mw = ident["mouth_y"] * fh, ident["mouth_w"] * fw
-    open_ = col(expr["mouth_open"]) * 0.09
-    Ym = Yc - my + col(expr["smile"]) * 0.05 * np.clip(1 - ((Xc - xo) / mw) ** 2, 0, 1)
-    lips = _soft(_ellipse_d(Xc - xo, Ym, mw, ident["lip_t"] + open_) * pxc)
+# %% ../nbs/06_synth.ipynb #706a918a
+def _paint_mouth(view, ident: dict, expr: dict, Xc, Yc, shc, px, xo) -> tuple:
+    "Lips bent by the smile; a dark opening with teeth when open. Returns the mouth geometry `(my, mw)`."
+    my, mw = ident["mouth_y"] * ident["fh"], ident["mouth_w"] * ident["fw"]
+    open_ = _per_frame(expr["mouth_open"]) * 0.09
+    Ym = Yc - my + _per_frame(expr["smile"]) * 0.05 * np.clip(1 - ((Xc - xo) / mw) ** 2, 0, 1)
+    lips = _soft(_ellipse_d(Xc - xo, Ym, mw, ident["lip_t"] + open_) * px)
     _paint(view, ident["lip"] * shc[..., None], lips)
     inner = _ellipse_d(Xc - xo, Ym, mw * 0.8, open_ * 0.8 + 0.004)
-    _paint(view, np.array([60, 20, 25], np.float32), _soft(inner * pxc) * lips)
+    _paint(view, np.array([60, 20, 25], np.float32), _soft(inner * px) * lips)
     teeth = np.maximum(inner, -(Ym + open_ * 0.35))
-    _paint(view, np.array([225, 220, 205], np.float32), _soft(teeth * pxc) * lips * (open_ > 0.02))
+    _paint(view, np.array([225, 220, 205], np.float32), _soft(teeth * px) * lips * (open_ > 0.02))
+    return my, mw
 
-    # front hair: everything above a (wavy) hairline inside a slightly larger head outline
-    if style != 2:
-        line = -fh * (0.3 if style == 3 else ident["hairline"]) + 0.03 * np.sin(X * 12 + ident["hair_wave"])
-        if style == 3: line = np.where(np.abs(X) < fw * 0.8, line + 0.03 * np.sin(X * 30), -fh * ident["hairline"])
-        if style == 4: line = line + 0.12 * X
-        _paint(img, hair_col * strands, _soft(np.maximum(_ellipse_d(X, Y + 0.02, fw * 1.12, fh * 1.1), Y - line) * px))
-    img *= bg["brightness"]
+def _paint_front_hair(img, ident: dict, X, Y, px, strands):
+    "Everything above a (wavy) hairline inside a slightly larger head outline; none for the bald style."
+    fw, fh, style = ident["fw"], ident["fh"], ident["hair_style"]
+    if style == 2: return
+    line = -fh * (0.3 if style == 3 else ident["hairline"]) + 0.03 * np.sin(X * 12 + ident["hair_wave"])
+    if style == 3: line = np.where(np.abs(X) < fw * 0.8, line + 0.03 * np.sin(X * 30), -fh * ident["hairline"])
+    if style == 4: line = line + 0.12 * X
+    _paint(img, ident["hair"] * strands, _soft(np.maximum(_ellipse_d(X, Y + 0.02, fw * 1.12, fh * 1.1), Y - line) * px))
 
+def _landmarks(pose: dict, fw: float, ex: float, ey: float, nose_y: float, mouth_y: float, size: int) -> np.ndarray:
+    "Pixel positions `(F, 4, 2)` of the two eyes, the nose tip and the mouth in every frame."
     def to_px(fx, fy):  # face units -> pixel coordinates (x, y), one row per frame
         fx, fy = fx * pose["scale"], fy * pose["scale"]
         x = np.cos(pose["rot"]) * fx - np.sin(pose["rot"]) * fy + pose["cx"]
         y = np.sin(pose["rot"]) * fx + np.cos(pose["rot"]) * fy + pose["cy"]
         return np.stack([(x + 1) * size / 2, (y + 1) * size / 2], -1)
-    xo_f, zero = np.asarray(pose["yaw"]) * fw * 0.22, np.zeros(F)
-    landmarks = np.stack([to_px(xo_f - ex, zero + ey), to_px(xo_f + ex, zero + ey),
-                          to_px(xo_f, zero + ny_), to_px(xo_f, zero + my)], 1).astype(np.float32)   # (F, 4, 2)
-    geom = dict(X=X, Y=Y, px=px, fw=fw, fh=fh, xo=xo, eye=(ex, ey, erx), mouth=(my, mw), landmarks=landmarks)
+    xo_f, zero = np.asarray(pose["yaw"]) * fw * 0.22, np.zeros(len(pose["cx"]))
+    return np.stack([to_px(xo_f - ex, zero + ey), to_px(xo_f + ex, zero + ey),
+                     to_px(xo_f, zero + nose_y), to_px(xo_f, zero + mouth_y)], 1).astype(np.float32)
+
+# %% ../nbs/06_synth.ipynb #d89a2308
+def render_frames(ident: dict, pose: dict, expr: dict, bg: dict, background: np.ndarray, size: int) -> tuple[np.ndarray, dict]:
+    """Render the frames of one video (`pose` and `expr` hold one value per frame) over `background`.
+    Returns clean frames `(F, H, W, 3)` float32 in 0..255 and the geometry the manipulations need: face
+    coordinates `X, Y` `(F, H, W)`, pixels per face unit, feature positions and landmarks `(F, 4, 2)` in
+    pixels (eyes, nose tip, mouth)."""
+    F = len(pose["cx"])
+    X, Y, px, xo = _face_grid(pose, size, ident["fw"])
+    img = np.broadcast_to(background, (F, size, size, 3)).copy()                     # (F, H, W, 3)
+    strands = 1 + 0.10 * np.sin(X * 60 + ident["hair_wave"] + 3 * Y)[..., None]      # hair texture
+    _paint_head(img, ident, X, Y, px, strands)
+    shade = _paint_skin(img, ident, bg["light"], X, Y, px, strands)
+    crop = _inner_box(pose, ident["fh"], size)
+    Xc, Yc, shc, view = X[crop], Y[crop], shade[crop], img[crop]                      # view: paints img
+    eye = _paint_eyes(view, ident, expr, Xc, Yc, shc, px, xo)
+    nose_y = _paint_nose(view, ident, Xc, Yc, px, xo, eye[1], bg["light"][0])
+    mouth = _paint_mouth(view, ident, expr, Xc, Yc, shc, px, xo)
+    _paint_front_hair(img, ident, X, Y, px, strands)
+    img *= bg["brightness"]
+    landmarks = _landmarks(pose, ident["fw"], eye[0], eye[1], nose_y, mouth[0], size)
+    geom = dict(X=X, Y=Y, px=px, fw=ident["fw"], fh=ident["fh"], xo=xo, eye=eye, mouth=mouth, landmarks=landmarks)
     return np.clip(img, 0, 255), geom
 
 # %% ../nbs/06_synth.ipynb #e648e7de
-DATASET_STREAMS = {"synthff": 1, "synth-celebdf": 2, "synth-dfdc": 3}     # dataset name -> its random stream
-SYNTH_VERSION = 1                                                    # bump when the same config draws differently
-
 @dataclass(frozen=True)
 class SynthConfig:
     "Everything that decides a SynthFF dataset (pixel sizes at 64 px, scaled with `image_size`)."
@@ -262,16 +300,24 @@ class SynthConfig:
     dfdc_strength: tuple = (0.7, 1.3)   # DFDC-like: method strength drawn in this range
     dfdc_perturb: float = 0.4           # DFDC-like: probability of each perturbation per video
 
-    def __post_init__(self):
-        if not 0 < self.celebdf_fakes_per_real < self.celebdf_real:
-            raise ValueError(f"celebdf_fakes_per_real must be in 1..celebdf_real-1 (each real video is swapped with that many "
-                             f"others), got {self.celebdf_fakes_per_real} with celebdf_real={self.celebdf_real}")
+    def __post_init__(self): _check_synth_config(self)
 
-    def replace(self, **changes) -> SynthConfig:
-        "A copy with some fields changed (a `ValueError` for an unknown field)."
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown: raise ValueError(f"unknown SynthConfig field(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **changes)
+# %% ../nbs/06_synth.ipynb #7139db2f
+def _check_synth_config(cfg: SynthConfig):
+    "One-line `ValueError` for a config that cannot be generated."
+    if not 0 < cfg.celebdf_fakes_per_real < cfg.celebdf_real:
+        raise ValueError(f"celebdf_fakes_per_real must be in 1..celebdf_real-1 (each real video is swapped with that many "
+                         f"others), got {cfg.celebdf_fakes_per_real} with celebdf_real={cfg.celebdf_real}")
+
+@patch
+def replace(self: SynthConfig, **changes) -> SynthConfig:
+    "A copy with some fields changed (a `ValueError` for an unknown field)."
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+    if unknown: raise ValueError(f"unknown SynthConfig field(s): {', '.join(unknown)}")
+    return dataclasses.replace(self, **changes)
+
+DATASET_STREAMS = {"synthff": 1, "synth-celebdf": 2, "synth-dfdc": 3}     # dataset name -> its random stream
+SYNTH_VERSION = 1                                                    # bump when the same config draws differently
 
 PRESETS = {"mini": SynthConfig(),
            "synth": SynthConfig(name="synth", image_size=128, n_pairs=250, frames=16, celebdf_real=60, dfdc_pairs=40)}
@@ -303,6 +349,17 @@ def _resample(frames, factor):
     return np.stack([cv2.resize(cv2.resize(f, (small, small), interpolation=cv2.INTER_AREA), (size, size),
                                 interpolation=cv2.INTER_LINEAR) for f in frames])
 
+def _match_colour(gen, target, alpha, fraction):
+    "Remove `fraction` of the mean colour gap between `gen` and `target` inside `alpha`, per frame."
+    w = alpha[..., None]
+    gap = ((target - gen) * w).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1e-6)         # (F, 3)
+    return gen + fraction * gap[:, None, None, :]
+
+def _blend(target, gen, alpha):
+    "The target frames with the generated region `gen` blended in where `alpha` (F, H, W) covers them."
+    return target + (gen - target) * alpha[..., None]
+
+# %% ../nbs/06_synth.ipynb #b9c5a743
 def _ellipse_mask(geom, cx, cy, a, b, feather_px):
     "Soft elliptic mask `(F, H, W)` in face coordinates, feathered over `feather_px` pixels."
     d = _ellipse_d(geom["X"] - cx, geom["Y"] - cy, a, b) * geom["px"]
@@ -326,12 +383,7 @@ def _lower_face(geom, feather_px):
     (my, mw), fh = geom["mouth"], geom["fh"]
     return _ellipse_mask(geom, geom["xo"], my - 0.05 * fh, mw * 1.6, 0.38 * fh, feather_px) * _inner_face(geom, feather_px, scale=1.0)
 
-def _match_colour(gen, target, alpha, fraction):
-    "Remove `fraction` of the mean colour gap between `gen` and `target` inside `alpha`, per frame."
-    w = alpha[..., None]
-    gap = ((target - gen) * w).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1e-6)         # (F, 3)
-    return gen + fraction * gap[:, None, None, :]
-
+# %% ../nbs/06_synth.ipynb #ad68687d
 FACE_KEYS = ("skin", "tex_freq", "tex_dir", "tex_phase", "tex_amp", "eye_x", "eye_y", "eye_rx", "eye_ry", "iris", "iris_r",
              "brow_h", "brow_t", "brow_tilt", "brow_len", "nose_y", "nose_w", "mouth_y", "mouth_w", "lip_t", "lip", "beard")
 
@@ -342,51 +394,68 @@ def _swap_face(target: dict, source: dict, skin_match: float) -> dict:
     for k in ("skin", "lip"): face[k] = (skin_match * target[k] + (1 - skin_match) * source[k]).astype(np.float32)
     return face
 
-def _blend(target, gen, alpha):
-    return target + (gen - target) * alpha[..., None]
+# %% ../nbs/06_synth.ipynb #af4a64e7
+def _df_generate(tgt: dict, tgt_geom: dict, src: dict, back, cfg: SynthConfig, s: float, strength: float):
+    "DF-like: the source's inner face at the target's pose and expression, through a low-pass 'autoencoder'."
+    size = back.shape[0]
+    gen, _ = render_frames(_swap_face(tgt["ident"], src["ident"], cfg.df_colour_match), tgt["pose"], tgt["expr"], tgt["bg"], back, size)
+    gen = _blur(_resample(gen, cfg.df_ae_scale ** strength), cfg.df_ae_blur * s * strength)
+    alpha = _inner_face(tgt_geom, cfg.df_feather * s)
+    w = alpha[..., None]
+    mean = (gen * w).sum((1, 2), keepdims=True) / np.maximum(w.sum((1, 2), keepdims=True), 1e-6)  # (F, 1, 1, 3)
+    gen = mean + (gen - mean) * cfg.df_contrast ** strength       # an autoencoder regresses to the mean
+    return gen, alpha
 
-# %% ../nbs/06_synth.ipynb #b9c5a743
+def _fs_generate(tgt_frames, tgt_geom: dict, src_frames, src_geom: dict, cfg: SynthConfig, rng: np.random.Generator,
+                 s: float, strength: float):
+    "FS-like: the source frame warped onto the target by landmarks; colour mismatch; a hard edge inside the face."
+    size = tgt_frames.shape[1]
+    gen = np.stack([cv2.warpAffine(f, cv2.estimateAffinePartial2D(sl, tl)[0], (size, size), flags=cv2.INTER_CUBIC,
+                                   borderMode=cv2.BORDER_REFLECT)
+                    for f, sl, tl in zip(src_frames, src_geom["landmarks"], tgt_geom["landmarks"])])
+    alpha = (_inner_face(tgt_geom, 0.5, scale=0.92, shrink_px=cfg.fs_shrink * s) > 0.5).astype(np.float32)
+    gen = _match_colour(gen, tgt_frames, alpha, cfg.fs_colour_match)
+    gen = gen + rng.uniform(-1, 1, 3).astype(np.float32) * cfg.fs_tint * strength
+    return gen, alpha
+
+# %% ../nbs/06_synth.ipynb #2a73fc1e
+def _reenact_generate(kind: str, tgt: dict, tgt_geom: dict, src: dict, back, cfg: SynthConfig, s: float, strength: float):
+    "F2F-like and NT-like: the target re-rendered with the source's expression (NT: the mouth only)."
+    size = back.shape[0]
+    keys = ("mouth_open", "smile", "eye_open", "brow", "gaze") if kind == "F2F" else ("mouth_open", "smile")
+    expr = {**tgt["expr"], **{k: src["expr"][k] for k in keys}}
+    gen, _ = render_frames(tgt["ident"], tgt["pose"], expr, tgt["bg"], back, size)
+    if kind == "F2F":
+        gen = _blur(gen, cfg.f2f_smooth * s * strength)
+        alpha = _eyes_mouth(tgt_geom, cfg.f2f_feather * s)
+    else:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        period = cfg.nt_period * s
+        pattern = np.cos(2 * np.pi * xx / period) * np.cos(2 * np.pi * yy / period)   # upsampling checkerboard
+        gen = _blur(gen, cfg.nt_smooth * s * strength) + (cfg.nt_amp * strength * pattern)[None, :, :, None]
+        alpha = _lower_face(tgt_geom, cfg.nt_feather * s)                               # a re-rendered lower face
+    return gen, alpha
+
+def _celeb_swap(tgt: dict, tgt_frames, tgt_geom: dict, src: dict, cfg: SynthConfig, s: float) -> np.ndarray:
+    "Celeb-DF-like: a full-texture face at the target pose, colour-corrected, widely feathered, already blended."
+    size = tgt_frames.shape[1]
+    gen, _ = render_frames(_swap_face(tgt["ident"], src["ident"], cfg.celeb_colour_match), tgt["pose"], tgt["expr"], tgt["bg"],
+                           tgt_frames[0], size)
+    alpha = _inner_face(tgt_geom, cfg.celeb_feather * s, scale=0.9)
+    return _blend(tgt_frames, _blur(gen, cfg.celeb_blur * s), alpha)
+
+# %% ../nbs/06_synth.ipynb #70a54cc3
 def manipulate(kind: str, tgt: dict, tgt_frames, tgt_geom, src: dict, src_frames, src_geom, cfg: SynthConfig,
                rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """Forge the clean frames of target video `tgt` with source video `src` (specs from `video_spec`).
     `kind` is `DF`, `F2F`, `FS`, `NT` or `swap` (the Celeb-DF-like improved swap); `src_frames`/`src_geom`
     (the source's clean frames) are needed by `FS` only. `strength` scales the method's own artefact."""
-    size = tgt_frames.shape[1]
-    s = size / 64
-    back = tgt_frames[0]
-    if kind == "DF":     # source's inner face at the target's pose and expression, through a low-pass "autoencoder"
-        gen, _ = render_frames(_swap_face(tgt["ident"], src["ident"], cfg.df_colour_match), tgt["pose"], tgt["expr"], tgt["bg"], back, size)
-        gen = _blur(_resample(gen, cfg.df_ae_scale ** strength), cfg.df_ae_blur * s * strength)
-        alpha = _inner_face(tgt_geom, cfg.df_feather * s)
-        w = alpha[..., None]
-        mean = (gen * w).sum((1, 2), keepdims=True) / np.maximum(w.sum((1, 2), keepdims=True), 1e-6)  # (F, 1, 1, 3)
-        gen = mean + (gen - mean) * cfg.df_contrast ** strength       # an autoencoder regresses to the mean
-    elif kind == "FS":   # source frame warped onto the target by landmarks; colour mismatch; hard edge inside the face
-        gen = np.stack([cv2.warpAffine(f, cv2.estimateAffinePartial2D(sl, tl)[0], (size, size), flags=cv2.INTER_CUBIC,
-                                       borderMode=cv2.BORDER_REFLECT)
-                        for f, sl, tl in zip(src_frames, src_geom["landmarks"], tgt_geom["landmarks"])])
-        alpha = (_inner_face(tgt_geom, 0.5, scale=0.92, shrink_px=cfg.fs_shrink * s) > 0.5).astype(np.float32)
-        gen = _match_colour(gen, tgt_frames, alpha, cfg.fs_colour_match)
-        gen = gen + rng.uniform(-1, 1, 3).astype(np.float32) * cfg.fs_tint * strength
-    elif kind in ("F2F", "NT"):  # the target re-rendered with the source's expression (NT: mouth only)
-        keys = ("mouth_open", "smile", "eye_open", "brow", "gaze") if kind == "F2F" else ("mouth_open", "smile")
-        expr = {**tgt["expr"], **{k: src["expr"][k] for k in keys}}
-        gen, _ = render_frames(tgt["ident"], tgt["pose"], expr, tgt["bg"], back, size)
-        if kind == "F2F":
-            gen = _blur(gen, cfg.f2f_smooth * s * strength)
-            alpha = _eyes_mouth(tgt_geom, cfg.f2f_feather * s)
-        else:
-            yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-            period = cfg.nt_period * s
-            pattern = np.cos(2 * np.pi * xx / period) * np.cos(2 * np.pi * yy / period)   # upsampling checkerboard
-            gen = _blur(gen, cfg.nt_smooth * s * strength) + (cfg.nt_amp * strength * pattern)[None, :, :, None]
-            alpha = _lower_face(tgt_geom, cfg.nt_feather * s)                               # a re-rendered lower face
-    elif kind == "swap":  # Celeb-DF-like: full-texture face at the target pose, colour-corrected, widely feathered
-        gen, _ = render_frames(_swap_face(tgt["ident"], src["ident"], cfg.celeb_colour_match), tgt["pose"], tgt["expr"], tgt["bg"], back, size)
-        alpha = _inner_face(tgt_geom, cfg.celeb_feather * s, scale=0.9)
-        return _blend(tgt_frames, _blur(gen, cfg.celeb_blur * s), alpha)
-    else:
-        raise ValueError(f"unknown manipulation {kind!r}; choose from DF, F2F, FS, NT, swap")
+    s, back = tgt_frames.shape[1] / 64, tgt_frames[0]
+    if kind == "DF": gen, alpha = _df_generate(tgt, tgt_geom, src, back, cfg, s, strength)
+    elif kind == "FS": gen, alpha = _fs_generate(tgt_frames, tgt_geom, src_frames, src_geom, cfg, rng, s, strength)
+    elif kind in ("F2F", "NT"): gen, alpha = _reenact_generate(kind, tgt, tgt_geom, src, back, cfg, s, strength)
+    elif kind == "swap": return _celeb_swap(tgt, tgt_frames, tgt_geom, src, cfg, s)
+    else: raise ValueError(f"unknown manipulation {kind!r}; choose from DF, F2F, FS, NT, swap")
     gen = _blur(gen, cfg.shared_blur * s) + rng.uniform(-1, 1, 3).astype(np.float32) * cfg.shared_tint  # shared trace
     return _blend(tgt_frames, gen, alpha)
 
@@ -422,6 +491,7 @@ def encode(frame_rgb: np.ndarray, quality: str, cfg: SynthConfig) -> tuple[bytes
 
 # %% ../nbs/06_synth.ipynb #35e4db43
 def _rng(seed: int, *key: int) -> np.random.Generator:
+    "The random stream of one key (seed, dataset code, purpose, indices...): independent of every other key."
     return np.random.default_rng([seed, *key])
 
 def video_spec(seed: int, dataset: str, idx: int, n_frames: int, n_backgrounds: int) -> dict:
@@ -432,6 +502,7 @@ def video_spec(seed: int, dataset: str, idx: int, n_frames: int, n_backgrounds: 
     return dict(idx=idx, ident=sample_identity(_rng(seed, code, 1, idx)), bg_id=bg_id,
                 bg=sample_background(_rng(seed, code, 3, bg_id)), pose=pose, expr=expr)
 
+# %% ../nbs/06_synth.ipynb #ef1412e4
 def render_job(job: dict) -> list[dict]:
     """Render one target video (its real frames if `job['real']`, and each forgery in `job['fakes']`), write
     every frame at every quality under `job['out']`, return the manifest rows."""
