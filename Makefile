@@ -48,8 +48,10 @@ pytest: setup
 
 test: check-clean check-sync nbtest pytest
 
+# PRESET=paper needs the folders of `gsrepro preprocess`: make reproduce PRESET=paper FFPP=... CELEBDF=... DFDC=...
 reproduce: setup
-	$(BIN)/gsrepro reproduce --preset $(PRESET) --out reports
+	$(BIN)/gsrepro reproduce --preset $(PRESET) $(if $(FFPP),--ffpp $(FFPP)) $(if $(CELEBDF),--celebdf $(CELEBDF)) \
+		$(if $(DFDC),--dfdc $(DFDC)) $(if $(DEVICE),--device $(DEVICE)) $(if $(ONLY),--only $(ONLY)) $(if $(OUT),--out $(OUT))
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=nbs

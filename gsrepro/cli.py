@@ -21,6 +21,7 @@ COMMANDS = {
     "train":      ("gsrepro.train",      "train a detector (CE-2, CE-(K+1), GS and its ablations)"),
     "evaluate":   ("gsrepro.evaluate",   "score a trained run on test sets: scores.csv + metrics.json"),
     "reproduce":  ("gsrepro.reproduce",  "run the paper notebooks with papermill and index reports/"),
+    "weights":    ("gsrepro.weights",    "pretrained backbone weights: fetch them for offline GPU nodes, check they are there"),
 }
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError)
 

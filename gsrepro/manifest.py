@@ -13,10 +13,11 @@ from .core import atomic_write
 from .vocab import SPLITS
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'validate_manifest', 'read_manifest', 'write_manifest']
+__all__ = ['MANIFEST_COLUMNS', 'ROW_KEY', 'validate_manifest', 'read_manifest', 'write_manifest']
 
 # %% ../nbs/03_manifest.ipynb #6db288c4
 MANIFEST_COLUMNS = ("path", "dataset", "method", "label", "quality", "split", "video_id", "frame", "source_id")
+ROW_KEY = ("dataset", "video_id", "quality", "frame")   # one row per crop: unique in a manifest
 _STR_COLUMNS = ("path", "dataset", "method", "quality", "split", "video_id", "source_id")
 
 def validate_manifest(df: pd.DataFrame, name: str = "manifest") -> pd.DataFrame:
@@ -37,10 +38,10 @@ def validate_manifest(df: pd.DataFrame, name: str = "manifest") -> pd.DataFrame:
     bad((df["method"] == "real") != (label == 0), "label", "label must be 0 exactly when method is 'real'")
     bad(df["path"].astype(str).str.startswith("/"), "path", "must be relative to the manifest's folder")
     bad(df.duplicated(["path"]), "path", "duplicate path")
-    bad(df.duplicated(["video_id", "frame"]), "frame", "duplicate (video_id, frame)")
+    bad(df.duplicated(list(ROW_KEY)), "frame", f"duplicate ({', '.join(ROW_KEY)})")
     per_video = df.groupby("video_id")[["label", "split", "dataset", "method"]].nunique()
     mixed = per_video.index[(per_video > 1).any(axis=1)]
-    bad(df["video_id"].isin(mixed), "video_id", "one video must have one label, split, dataset and method")
+    bad(df["video_id"].isin(mixed), "video_id", "one video must have one label, split, dataset and method at every quality")
     return df
 
 # %% ../nbs/03_manifest.ipynb #c2da7ad1

@@ -5,39 +5,57 @@
 # %% ../nbs/09_models.ipynb #28978e40
 from __future__ import annotations
 
+import os
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
 
+import huggingface_hub.constants as hf_constants
 import timm
 import torch
 import torch.nn.functional as F
+from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
 # %% auto #0
-__all__ = ['BACKBONES', 'BackboneSpec', 'backbone_spec', 'Detector', 'pooled_width', 'create_detector', 'fake_probability']
+__all__ = ['BACKBONES', 'HF_WEIGHT_FILES', 'BackboneSpec', 'backbone_spec', 'Detector', 'pooled_width', 'create_detector',
+           'fake_probability', 'pretrained_source', 'describe_source', 'weights_folder', 'cached_weights',
+           'offline_mode', 'fetch_weights', 'fetch_command', 'require_weights']
 
 # %% ../nbs/09_models.ipynb #5639f96b
 @dataclass(frozen=True)
 class BackboneSpec:
-    "Defaults of one backbone: the timm architecture and the input side it trains on."
+    "One backbone: its timm architecture; input side, mean and std are read from timm's pretrained config."
     timm_name: str
-    input_size: int
+
+    @property
+    def pretrained_cfg(self):
+        "timm's pretrained config of the architecture's default weights (where they live, their input and normalisation)."
+        return timm.models.get_pretrained_cfg(self.timm_name)
+
+    @property
+    def input_size(self) -> int:
+        "Side of the square input the pretrained weights were trained at (timm's `input_size[-1]`)."
+        return int(self.pretrained_cfg.input_size[-1])
 
     @property
     def mean(self) -> tuple:
         "Normalisation mean of timm's pretrained weights (the data pipeline should use it with `pretrained=True`)."
-        return tuple(timm.models.get_pretrained_cfg(self.timm_name).mean)
+        return tuple(self.pretrained_cfg.mean)
 
     @property
     def std(self) -> tuple:
-        return tuple(timm.models.get_pretrained_cfg(self.timm_name).std)
+        "Normalisation std of timm's pretrained weights."
+        return tuple(self.pretrained_cfg.std)
 
 BACKBONES = {
-    "efficientnet_b4": BackboneSpec("efficientnet_b4", 320),  # the paper's default backbone
-    "legacy_xception": BackboneSpec("legacy_xception", 299),  # Table 4
-    "resnet50":        BackboneSpec("resnet50", 224),         # Table 4
-    "dpn68":           BackboneSpec("dpn68", 224),            # Table 4
-    "vgg19":           BackboneSpec("vgg19", 224),            # Table 4
-    "mini":            BackboneSpec("test_efficientnet", 64), # CPU tests and the `mini` preset
+    "efficientnet_b4": BackboneSpec("efficientnet_b4"),    # the paper's default backbone
+    "legacy_xception": BackboneSpec("legacy_xception"),    # Table 4
+    "resnet50":        BackboneSpec("resnet50"),           # Table 4
+    "dpn68":           BackboneSpec("dpn68"),              # Table 4
+    "vgg19":           BackboneSpec("vgg19"),              # Table 4
+    "mini":            BackboneSpec("test_efficientnet"),  # CPU tests and the `mini` preset
 }
 
 def backbone_spec(name: str) -> BackboneSpec:
@@ -78,14 +96,17 @@ def pooled_width(backbone: nn.Module, size: int = 32) -> int:
     return int(width)
 
 def create_detector(backbone: str, proj_dim: int = 512, pretrained: bool = False, n_classes: int = 1,
-                    classifier_input: str = "z", proj_hidden: int | None = None, **timm_kwargs) -> Detector:
+                    classifier_input: str = "z", proj_hidden: int | None = None, weights_cache=None,
+                    **timm_kwargs) -> Detector:
     """A detector over the timm backbone registered as `backbone` in `BACKBONES`.
 
     `n_classes=1`: one logit (CE-2 and GS); `n_classes=K+1`: logits over real + K forgery domains (CE-(K+1)).
-    `pretrained=True` fetches timm's ImageNet weights from the Hugging Face hub (network needed; the `paper`
-    preset wants it); `pretrained=False` builds offline with random weights. Extra keyword arguments go to
+    `pretrained=True` loads timm's ImageNet weights from `weights_cache` (a folder `gsrepro weights fetch --cache`
+    filled), or from the hub's own caches when it is None, downloading them when missing (see `require_weights`
+    to check first); `pretrained=False` builds offline with random weights. Extra keyword arguments go to
     `timm.create_model` (e.g. `drop_rate`, `drop_path_rate`)."""
     spec = backbone_spec(backbone)
+    if pretrained and weights_cache is not None: timm_kwargs["cache_dir"] = str(Path(weights_cache).expanduser())
     net = timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=0, **timm_kwargs)
     return Detector(net, pooled_width(net), proj_dim, n_classes, classifier_input, proj_hidden)
 
@@ -94,3 +115,79 @@ def fake_probability(logit: torch.Tensor) -> torch.Tensor:
     "P(fake) from a detector's logit (B,) or logits over domains (B, K+1) with class 0 real; float32 (B,)."
     logit = logit.float()
     return torch.sigmoid(logit) if logit.ndim == 1 else 1.0 - logit.softmax(dim=1)[:, 0]
+
+# %% ../nbs/09_models.ipynb #3f36db78
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")   # the files timm tries on the hub, in order
+
+def pretrained_source(backbone: str) -> dict:
+    """Where `timm.create_model(..., pretrained=True)` gets `backbone`'s weights: `{kind: "hf-hub", repo_id,
+    revision, filenames}` or `{kind: "url", url, filenames}`; `filenames` are the candidates, in timm's order."""
+    spec = backbone_spec(backbone)
+    cfg = spec.pretrained_cfg
+    out = dict(backbone=backbone, timm_name=spec.timm_name)
+    if cfg.hf_hub_id:                                          # timm prefers the hub when a repository is set
+        repo_id, _, revision = cfg.hf_hub_id.partition("@")
+        files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else list(HF_WEIGHT_FILES)
+        return out | dict(kind="hf-hub", repo_id=repo_id, revision=revision or None, filenames=files)
+    if cfg.url:
+        return out | dict(kind="url", url=cfg.url, filenames=[os.path.basename(urlparse(cfg.url).path)])
+    raise ValueError(f"backbone {backbone!r} ({spec.timm_name}) has no pretrained weights in timm")
+
+def describe_source(src: dict) -> str:
+    "One line naming the file: `repo_id (model.safetensors or pytorch_model.bin)`, or the url."
+    return f"{src['repo_id']} ({' or '.join(src['filenames'])})" if src["kind"] == "hf-hub" else src["url"]
+
+# %% ../nbs/09_models.ipynb #327a16ff
+def weights_folder(backbone: str, cache_dir=None) -> Path:
+    "The folder timm caches `backbone`'s weights under: `cache_dir`, else the hub's cache or torch.hub's `checkpoints/`."
+    if cache_dir is not None: return Path(cache_dir).expanduser()
+    if pretrained_source(backbone)["kind"] == "hf-hub": return Path(hf_constants.HF_HUB_CACHE)
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+def cached_weights(backbone: str, cache_dir=None) -> Path | None:
+    "The cached file timm would load for `backbone` (first candidate found), or None; no network."
+    src, folder = pretrained_source(backbone), weights_folder(backbone, cache_dir)
+    if src["kind"] == "url":
+        path = folder / src["filenames"][0]
+        return path if path.is_file() else None
+    for name in src["filenames"]:
+        hit = try_to_load_from_cache(src["repo_id"], name, cache_dir=folder, revision=src["revision"])
+        if isinstance(hit, str) and Path(hit).is_file(): return Path(hit)   # not None nor "known missing"
+    return None
+
+# %% ../nbs/09_models.ipynb #66ffb8a8
+def offline_mode() -> bool:
+    "True when `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) is set now, or was when huggingface_hub was imported."
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return bool(hf_constants.HF_HUB_OFFLINE) or flag.strip().upper() in ("1", "ON", "YES", "TRUE")
+
+def fetch_weights(backbone: str, cache_dir=None) -> Path:
+    """Download `backbone`'s pretrained weights into `cache_dir` (or the hub's caches) and return the cached file.
+    timm builds the model with `pretrained=True`, so the file is exactly the one training will load. Network
+    needed; in offline mode, the cached file or a `ConnectionError`."""
+    if offline_mode():
+        if (path := cached_weights(backbone, cache_dir)) is not None: return path
+        raise ConnectionError("offline mode (HF_HUB_OFFLINE=1): nothing can be downloaded")
+    kwargs = {} if cache_dir is None else dict(cache_dir=str(Path(cache_dir).expanduser()))
+    timm.create_model(backbone_spec(backbone).timm_name, pretrained=True, num_classes=0, **kwargs)
+    if (path := cached_weights(backbone, cache_dir)) is None:
+        raise FileNotFoundError(f"timm loaded {backbone!r} but its weights are not in {weights_folder(backbone, cache_dir)}")
+    return path
+
+# %% ../nbs/09_models.ipynb #8421b88f
+def fetch_command(backbone: str, cache_dir=None) -> str:
+    "The `gsrepro weights fetch` command that downloads `backbone`'s weights (into `cache_dir` when given)."
+    cmd = "gsrepro weights fetch " + ("--backbone mini" if backbone == "mini" else "--preset paper")
+    return cmd if cache_dir is None else f"{cmd} --cache {shlex.quote(str(Path(cache_dir).expanduser()))}"
+
+def require_weights(backbone: str, cache_dir=None) -> Path:
+    "The cached weights file of `backbone`, downloaded if missing; a one-line `FileNotFoundError` when it cannot be."
+    if (path := cached_weights(backbone, cache_dir)) is not None: return path
+    try: return fetch_weights(backbone, cache_dir)
+    except Exception as e:                                   # offline, no route, DNS, HTTP error, bad file: all alike
+        cause = " ".join(f"{type(e).__name__}: {e}".split())
+        cause = cause if len(cause) <= 160 else cause[:157] + "..."
+        raise FileNotFoundError(
+            f"pretrained weights of backbone {backbone!r} are missing: {describe_source(pretrained_source(backbone))} "
+            f"is not in {weights_folder(backbone, cache_dir)} and could not be downloaded ({cause}); "
+            f"on a machine with network run `{fetch_command(backbone, cache_dir)}` and copy that folder here") from e

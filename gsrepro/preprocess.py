@@ -27,13 +27,14 @@ from tqdm import tqdm
 
 from .core import atomic_write, load_json, save_json
 from .manifest import MANIFEST_COLUMNS, write_manifest
-from .vocab import CELEBDF_LIST, DATASETS, DFDC_LABELS, FF_METHODS, FFPP_FOLDERS, FFPP_QUALITIES, SPLITS, ffpp_pairs
+from .vocab import (CELEBDF_LIST, DATASETS, DFDC_LABELS, FF_METHODS, FFPP_FOLDERS, FFPP_QUALITIES, QUALITIES, SPLITS,
+                           ffpp_pairs)
 
 # %% auto #0
-__all__ = ['SEEK_BACKOFF', 'SEEK_MODES', 'PYRAMID_STEP', 'CELEBDF_FOLDERS', 'IMAGE_FORMATS', 'DONE_FILE', 'REPORT_COLUMNS',
-           'VideoError', 'VideoProbe', 'probe_video', 'sample_indices', 'read_frames', 'FaceDetector', 'box_iou',
-           'square_crop', 'VideoSpec', 'ffpp_videos', 'celebdf_videos', 'dfdc_videos', 'list_videos',
-           'PreprocessConfig', 'process_video', 'preprocess', 'cli_parser', 'cli_main']
+__all__ = ['SEEK_BACKOFF', 'SEEK_MODES', 'PYRAMID_STEP', 'CELEBDF_FOLDERS', 'PAPER_QUALITIES', 'IMAGE_FORMATS', 'DONE_FILE',
+           'REPORT_COLUMNS', 'STATUSES', 'VideoError', 'VideoProbe', 'probe_video', 'sample_indices', 'read_frames',
+           'FaceDetector', 'box_iou', 'square_crop', 'VideoSpec', 'ffpp_videos', 'celebdf_videos', 'dfdc_videos',
+           'list_videos', 'PreprocessConfig', 'process_video', 'preprocess', 'cli_parser', 'cli_main']
 
 # %% ../nbs/07_preprocess.ipynb #95cc7402
 SEEK_BACKOFF = 16   # OpenCV's FFmpeg backend seeks to the keyframe at or before `target - 16`, then decodes forward
@@ -177,8 +178,16 @@ class VideoSpec:
     split: str
     source_id: str
 
-def _need_dir(path: Path, what: str) -> Path:
-    if not path.is_dir(): raise FileNotFoundError(f"{what} not found: expected the folder {path}")
+    @property
+    def key(self) -> tuple[str, str]: return (self.video_id, self.quality)
+
+    @property
+    def crop_dir(self) -> str:
+        "Where its crops go, relative to the output folder."
+        return f"crops/{self.quality}/{self.video_id}"
+
+def _need_dir(path: Path, what: str, hint: str = "") -> Path:
+    if not path.is_dir(): raise FileNotFoundError(f"{what} not found: expected the folder {path}{hint}")
     return path
 
 def _need_file(path: Path, what: str) -> Path:
@@ -186,22 +195,43 @@ def _need_file(path: Path, what: str) -> Path:
     return path
 
 # %% ../nbs/07_preprocess.ipynb #861cb131
-def ffpp_videos(root, quality: str = "c23", methods=FF_METHODS, splits=SPLITS, splits_dir=None) -> list[VideoSpec]:
-    "FF++ videos by the official pairs: for `[a, b]`, reals `a`, `b` and fakes `a_b`, `b_a` of every method share the pair's split."
+PAPER_QUALITIES = tuple(QUALITIES.values())   # c23 (HQ) and c40 (LQ): what `gsrepro preprocess ffpp` takes by default
+
+def _qualities(qualities) -> tuple[str, ...]:
+    "The requested FF++ qualities, checked, without repeats."
+    qualities = (qualities,) if isinstance(qualities, str) else tuple(dict.fromkeys(qualities))
+    bad = [q for q in qualities if q not in FFPP_QUALITIES] or ([] if qualities else [None])
+    if bad: raise ValueError(f"FF++ quality must be one of {', '.join(FFPP_QUALITIES)}, got {bad[0]!r}")
+    return qualities
+
+def _ffpp_folders(root: Path, quality: str, methods) -> dict[str, Path]:
+    "The video folders of the reals and of every method at `quality`, each checked to exist."
+    youtube = lambda q: root / "original_sequences" / "youtube" / q / "videos"
+    has = ", ".join(q for q in FFPP_QUALITIES if youtube(q).is_dir()) or "none"
+    folders = {"real": _need_dir(youtube(quality), f"FF++ {quality} videos",
+                                 f"; pass --quality with the qualities the download has (here: {has})")}
+    for m in methods:
+        folders[m] = _need_dir(root / "manipulated_sequences" / FFPP_FOLDERS[m] / quality / "videos", f"FF++ {m} {quality} videos",
+                               "; pass --methods with the methods the download has")
+    return folders
+
+# %% ../nbs/07_preprocess.ipynb #601e3be2
+def ffpp_videos(root, qualities=PAPER_QUALITIES, methods=FF_METHODS, splits=SPLITS, splits_dir=None) -> list[VideoSpec]:
+    """FF++ videos by the official pairs, at each of `qualities`: for `[a, b]`, reals `a`, `b` and fakes `a_b`, `b_a`
+    of every method share the pair's split; one video has one `video_id` at every quality."""
     root = _need_dir(Path(root).absolute(), "FF++ root")
-    if quality not in FFPP_QUALITIES: raise ValueError(f"FF++ quality must be one of {', '.join(FFPP_QUALITIES)}, got {quality!r}")
+    qualities = _qualities(qualities)
     unknown = [m for m in methods if m not in FF_METHODS]
     if unknown: raise ValueError(f"unknown FF++ method {unknown[0]!r}; choose from {', '.join(FF_METHODS)}")
-    folders = {"real": root / "original_sequences" / "youtube" / quality / "videos"}
-    folders |= {m: root / "manipulated_sequences" / FFPP_FOLDERS[m] / quality / "videos" for m in methods}
-    for m, folder in folders.items(): _need_dir(folder, f"FF++ {m} {quality} videos")
+    folders = {q: _ffpp_folders(root, q, methods) for q in qualities}
     specs = []
-    for split in splits:
-        for a, b in ffpp_pairs(split, splits_dir):
-            specs += [VideoSpec(f"ffpp/real/{v}", folders["real"] / f"{v}.mp4", "ffpp", "real", 0, quality, split, v)
-                      for v in (a, b)]
-            specs += [VideoSpec(f"ffpp/{m}/{t}_{s}", folders[m] / f"{t}_{s}.mp4", "ffpp", m, 1, quality, split, t)
-                      for m in methods for t, s in ((a, b), (b, a))]
+    for q in qualities:
+        for split in splits:
+            for a, b in ffpp_pairs(split, splits_dir):
+                specs += [VideoSpec(f"ffpp/real/{v}", folders[q]["real"] / f"{v}.mp4", "ffpp", "real", 0, q, split, v)
+                          for v in (a, b)]
+                specs += [VideoSpec(f"ffpp/{m}/{t}_{s}", folders[q][m] / f"{t}_{s}.mp4", "ffpp", m, 1, q, split, t)
+                          for m in methods for t, s in ((a, b), (b, a))]
     return specs
 
 # %% ../nbs/07_preprocess.ipynb #6ac730d1
@@ -257,27 +287,30 @@ def dfdc_videos(root, videos=None, labels=None) -> list[VideoSpec]:
 
 # %% ../nbs/07_preprocess.ipynb #15c8de21
 _READERS = {"ffpp": ffpp_videos, "celebdf": celebdf_videos, "dfdc": dfdc_videos}
-_LAYOUT_OPTIONS = {"ffpp": ("quality", "methods", "splits", "splits_dir"), "celebdf": ("list_file",), "dfdc": ("videos", "labels")}
+_LAYOUT_OPTIONS = {"ffpp": ("qualities", "methods", "splits", "splits_dir"), "celebdf": ("list_file",), "dfdc": ("videos", "labels")}
+_FLAGS = {"qualities": "--quality"}   # options whose command-line flag is not --<option>
 
 def list_videos(dataset: str, root, **options) -> list[VideoSpec]:
     "The videos a dataset's protocol expects (present or not); `options` go to its reader, `None` meaning the default."
     if dataset not in _READERS: raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     given = {k: v for k, v in options.items() if v is not None}
     wrong = [k for k in given if k not in _LAYOUT_OPTIONS[dataset]]
-    if wrong: raise ValueError(f"option {wrong[0]} (--{wrong[0].replace('_', '-')}) does not apply to {dataset}")
+    flag = _FLAGS.get(wrong[0], f"--{wrong[0].replace('_', '-')}") if wrong else ""
+    if wrong: raise ValueError(f"option {wrong[0]} ({flag}) does not apply to {dataset}")
     return _READERS[dataset](root, **given)
 
 # %% ../nbs/07_preprocess.ipynb #0c847f49
 IMAGE_FORMATS = {"png": [cv2.IMWRITE_PNG_COMPRESSION, 3], "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95]}
 DONE_FILE = "video.json"   # written last into a video's crop folder, before the folder is renamed into place
-REPORT_COLUMNS = ("video_id", "status", "video", "n_frames", "n_sampled", "n_faces", "n_no_face", "n_unreadable",
-                  "n_retried", "short", "seconds", "error")
+REPORT_COLUMNS = ("video_id", "quality", "label", "status", "video", "n_frames", "n_sampled", "n_faces", "n_no_face",
+                  "n_unreadable", "n_retried", "short", "seconds", "error")
+STATUSES = ("ok", "no_face", "unreadable", "missing")   # a video's status in the report
 
 @dataclass(frozen=True)
 class PreprocessConfig:
     "How frames become crops. All but `seek` decide the crops and are kept in `DIR/preprocess.json`."
     frames: int = 32             # evenly spaced frames per video (all of them when the video is shorter)
-    size: int = 256              # crop side in pixels
+    size: int = 320              # crop side in pixels: the largest input of the paper's backbones (EfficientNet-B4)
     margin: float = 1.3          # crop side = margin × the face box's longer side
     image_format: str = "png"    # png, or jpg at quality 95
     detect_size: int = 360       # detect on a copy whose shorter side is at most this (0: full resolution)
@@ -296,16 +329,22 @@ class PreprocessConfig:
     def crop_settings(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "seek"}
 
+# %% ../nbs/07_preprocess.ipynb #8d71cb96
+def _spec_fields(spec: VideoSpec) -> dict:
+    "What a video is, kept in its record so that its manifest rows can be written without listing it again."
+    return dict(video_id=spec.video_id, quality=spec.quality, label=spec.label, video=str(spec.path), dataset=spec.dataset,
+                method=spec.method, split=spec.split, source_id=spec.source_id)
+
 def _new_record(spec: VideoSpec, status: str = "ok") -> dict:
-    "An empty report record of one video (the `frames` that gave a crop are kept beside the report columns)."
-    return dict(video_id=spec.video_id, status=status, video=str(spec.path), n_frames=0, n_sampled=0, n_faces=0,
-                n_no_face=0, n_unreadable=0, n_retried=0, short=False, seconds=0.0, error="", frames=[])
+    "An empty report record of one video (the `frames` that gave a crop and the spec are kept beside the report columns)."
+    return dict(status=status, n_frames=0, n_sampled=0, n_faces=0, n_no_face=0, n_unreadable=0, n_retried=0, short=False,
+                seconds=0.0, error="", frames=[]) | _spec_fields(spec)
 
 # %% ../nbs/07_preprocess.ipynb #1b3a3bdb
 def process_video(spec: VideoSpec, out, cfg: PreprocessConfig = PreprocessConfig(), decode_threads: int = 0) -> dict:
-    "Sample, detect, crop and save one video into `out/crops/<video_id>/`; return its report record."
+    "Sample, detect, crop and save one video into `out/crops/<quality>/<video_id>/`; return its report record."
     start, rec = time.perf_counter(), _new_record(spec)
-    final = Path(out) / "crops" / spec.video_id
+    final = Path(out) / spec.crop_dir
     tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
     detect = FaceDetector(cfg.detect_size, cfg.upsample, cfg.retry_below)
     try:
@@ -337,17 +376,18 @@ def process_video(spec: VideoSpec, out, cfg: PreprocessConfig = PreprocessConfig
     return rec
 
 # %% ../nbs/07_preprocess.ipynb #1a612337
-def _claim(out: Path, dataset: str, specs: list[VideoSpec], cfg: PreprocessConfig):
-    "Record the crop settings in `out/preprocess.json`, or refuse an `out` made with other settings."
-    settings = {"dataset": dataset, "quality": sorted({s.quality for s in specs}), **cfg.crop_settings()}
-    path = out / "preprocess.json"
-    if path.is_file():
-        old = load_json(path)
-        diff = [k for k in settings if old.get(k) != settings[k]]
-        if diff: raise FileExistsError(f"{out} holds crops made with {diff[0]}={old.get(diff[0])!r}, not "
-                                       f"{settings[diff[0]]!r}; choose another --out")
-    else:
-        save_json(settings, path)
+def _claim(out: Path, dataset: str, qualities, cfg: PreprocessConfig) -> dict:
+    "Check `out/preprocess.json` against this run's dataset and crop settings (or start it); add the run's qualities."
+    settings, path = {"dataset": dataset, **cfg.crop_settings()}, out / "preprocess.json"
+    old = load_json(path) if path.is_file() else settings | {"qualities": []}
+    if "qualities" not in old:
+        raise FileExistsError(f"{out} was made by an older gsrepro (one quality, crops/<video_id>/); choose another --out")
+    diff = [k for k in settings if old.get(k) != settings[k]]
+    if diff: raise FileExistsError(f"{out} holds crops made with {diff[0]}={old.get(diff[0])!r}, not "
+                                   f"{settings[diff[0]]!r}; choose another --out or the same settings")
+    settings["qualities"] = sorted(set(old["qualities"]) | set(qualities))
+    save_json(settings, path)
+    return settings
 
 def _init_worker():
     cv2.setNumThreads(1)   # one process per core: no thread pools inside
@@ -365,63 +405,85 @@ def _run(todo: list[VideoSpec], out: Path, cfg: PreprocessConfig, workers: int):
         pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/07_preprocess.ipynb #dd0fb240
-def _records_and_todo(specs: list[VideoSpec], present: list[VideoSpec], out: Path):
-    "Records of the missing and the finished videos (read back from their `video.json`), and the present videos still to do."
-    records = {s.video_id: _new_record(s, "missing") for s in specs if not s.path.is_file()}
-    todo = []
-    for s in present:
-        done = out / "crops" / s.video_id / DONE_FILE
-        if done.is_file(): records[s.video_id] = load_json(done) | {"video": str(s.path)}
+def _records_and_todo(specs: list[VideoSpec], out: Path):
+    "This run's records of done videos (read back from their `video.json`) and of missing ones, and the videos still to do."
+    records, todo = {}, []
+    for s in specs:
+        done = out / s.crop_dir / DONE_FILE
+        if done.is_file(): records[s.key] = load_json(done) | _spec_fields(s)   # done: reused even if the video has gone since
+        elif not s.path.is_file(): records[s.key] = _new_record(s, "missing")
         else: todo.append(s)
     return records, todo
 
-def _manifest_rows(specs: list[VideoSpec], records: dict, cfg: PreprocessConfig) -> list[dict]:
-    "One manifest row per crop, in the order of the listed videos and their frames."
-    return [dict(path=f"crops/{s.video_id}/{t:06d}.{cfg.image_format}", dataset=s.dataset, method=s.method,
-                 label=s.label, quality=s.quality, split=s.split, video_id=s.video_id, frame=t, source_id=s.source_id)
-            for s in specs for t in records[s.video_id]["frames"]]
-
-def _summary(dataset: str, root, out: Path, specs, present, report: pd.DataFrame, n_crops: int, n_resumed: int,
-             start: float) -> dict:
-    "The counts of a run (videos by status, frames without a face, ...), as saved in `summary.json`."
-    status = report["status"].value_counts()
-    return dict(dataset=dataset, root=str(Path(root).absolute()), listed=len(specs), real=sum(s.label == 0 for s in present),
-                fake=sum(s.label == 1 for s in present), **{k: int(status.get(k, 0)) for k in ("ok", "no_face", "unreadable", "missing")},
-                resumed=n_resumed, short=int(report["short"].sum()), crops=n_crops,
-                frames_without_face=int(report["n_no_face"].sum()), frames_unreadable=int(report["n_unreadable"].sum()),
-                frames_retried_full_res=int(report["n_retried"].sum()), seconds=round(time.perf_counter() - start, 1),
-                manifest=str(out / "manifest.csv"), report=str(out / "report.csv"))
+def _earlier(out: Path, listed) -> dict:
+    "The records this run does not list: every complete crop folder's, and the earlier report's missing or unreadable videos."
+    kept = {}
+    for done in (out / "crops").glob(f"*/*/*/*/{DONE_FILE}"):   # crops/<quality>/<dataset>/<method>/<video>/
+        if done.parent.name.startswith("."): continue          # a partial folder, killed just before its rename
+        rec = load_json(done)
+        if (rec["video_id"], rec["quality"]) not in listed: kept[rec["video_id"], rec["quality"]] = rec
+    if (out / "report.csv").is_file():
+        old = pd.read_csv(out / "report.csv", dtype={"video_id": str, "quality": str, "video": str, "error": str},
+                          keep_default_na=False)
+        for rec in old[old["status"].isin(["missing", "unreadable"])].to_dict("records"):
+            key = (rec["video_id"], rec["quality"])
+            if key not in listed and key not in kept: kept[key] = rec | {"short": str(rec["short"]) == "True", "frames": []}
+    return kept
 
 # %% ../nbs/07_preprocess.ipynb #892f940b
+def _manifest_rows(records: list[dict], cfg: PreprocessConfig) -> list[dict]:
+    "One manifest row per crop, in the order of the records and their frames."
+    return [dict(path=f"crops/{r['quality']}/{r['video_id']}/{t:06d}.{cfg.image_format}", dataset=r["dataset"],
+                 method=r["method"], label=r["label"], quality=r["quality"], split=r["split"], video_id=r["video_id"],
+                 frame=t, source_id=r["source_id"]) for r in records for t in r["frames"]]
+
+def _summary(dataset: str, out: Path, qualities, report: pd.DataFrame, n_crops: int, run: dict) -> dict:
+    "What `out` holds (every video and quality any run listed, by status and by quality) and what this `run` did."
+    status, found = report["status"].value_counts(), report["status"] != "missing"
+    per_quality = lambda g: dict(videos=len(g), **{k: int((g["status"] == k).sum()) for k in STATUSES},
+                                 crops=int(g["n_faces"].sum()))
+    return dict(dataset=dataset, qualities=list(qualities), videos=len(report),
+                real=int((found & (report["label"] == 0)).sum()), fake=int((found & (report["label"] == 1)).sum()),
+                **{k: int(status.get(k, 0)) for k in STATUSES}, short=int(report["short"].sum()), crops=n_crops,
+                frames_without_face=int(report["n_no_face"].sum()), frames_unreadable=int(report["n_unreadable"].sum()),
+                frames_retried_full_res=int(report["n_retried"].sum()),
+                by_quality={q: per_quality(g) for q, g in report.groupby("quality")}, run=run,
+                manifest=str(out / "manifest.csv"), report=str(out / "report.csv"))
+
+# %% ../nbs/07_preprocess.ipynb #4ceefd71
 def preprocess(dataset: str, root, out, cfg: PreprocessConfig = PreprocessConfig(), workers: int = 1,
                progress: bool = True, **layout) -> dict:
-    "Raw videos -> `out/crops/<video_id>/*.png`, `out/manifest.csv`, `out/report.csv`, `out/summary.json`; resumable."
+    "Raw videos -> `out/crops/<quality>/<video_id>/*.png`, `out/manifest.csv`, `report.csv`, `summary.json`; resumes, adds, keeps."
     start, out = time.perf_counter(), Path(out)
     specs = list_videos(dataset, root, **layout)
-    present = [s for s in specs if s.path.is_file()]
-    if not present:
+    if not any(s.path.is_file() or (out / s.crop_dir / DONE_FILE).is_file() for s in specs):
         raise FileNotFoundError(f"none of the {len(specs)} videos {dataset} lists was found"
                                 + (f", e.g. {specs[0].path}" if specs else ""))
     out.mkdir(parents=True, exist_ok=True)
-    _claim(out, dataset, specs, cfg)
-    for stale in (out / "crops").glob("*/*/.*.partial-*"): shutil.rmtree(stale, ignore_errors=True)
-    records, todo = _records_and_todo(specs, present, out)
-    n_resumed = len(present) - len(todo)
-    with tqdm(total=len(present), initial=n_resumed, desc=f"preprocess {dataset}", unit="video",
-              disable=not progress) as bar:
+    qualities = sorted({s.quality for s in specs})
+    settings = _claim(out, dataset, qualities, cfg)
+    for stale in (out / "crops").glob("*/*/*/.*.partial-*"): shutil.rmtree(stale, ignore_errors=True)
+    records, todo = _records_and_todo(specs, out)
+    n_resumed = sum(r["status"] != "missing" for r in records.values())
+    with tqdm(total=len(todo) + n_resumed, initial=n_resumed, desc=f"preprocess {dataset} {','.join(qualities)}",
+              unit="video", disable=not progress) as bar:
         for rec in _run(todo, out, cfg, workers):
-            records[rec["video_id"]] = rec
+            records[rec["video_id"], rec["quality"]] = rec
             bar.update()
-    report = pd.DataFrame([records[s.video_id] for s in specs], columns=REPORT_COLUMNS)
+    kept = _earlier(out, records)
+    every = [r for _, r in sorted((records | kept).items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+    report = pd.DataFrame(every, columns=REPORT_COLUMNS)
     with atomic_write(out / "report.csv", newline="") as f: report.to_csv(f, index=False)
-    rows = _manifest_rows(specs, records, cfg)
-    summary = _summary(dataset, root, out, specs, present, report, len(rows), n_resumed, start)
+    rows = _manifest_rows(every, cfg)
+    run = dict(root=str(Path(root).absolute()), qualities=qualities, listed=len(specs), found=len(todo) + n_resumed,
+               processed=len(todo), resumed=n_resumed, kept=len(kept), seconds=round(time.perf_counter() - start, 1))
+    summary = _summary(dataset, out, settings["qualities"], report, len(rows), run)
     save_json(summary, out / "summary.json")
-    if not rows: raise ValueError(f"no face crop came out of {len(present)} videos; see {out / 'report.csv'}")
+    if not rows: raise ValueError(f"no face crop came out of {run['found']} videos; see {out / 'report.csv'}")
     write_manifest(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), out / "manifest.csv")
     return summary
 
-# %% ../nbs/07_preprocess.ipynb #9f6c660a
+# %% ../nbs/07_preprocess.ipynb #a17ae789
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -430,9 +492,11 @@ def cli_parser(p: argparse.ArgumentParser):
     d = PreprocessConfig()
     p.add_argument("dataset", choices=DATASETS, help="which layout ROOT has")
     p.add_argument("--root", required=True, help="the dataset as downloaded (FF++: the folder with original_sequences/)")
-    p.add_argument("--out", required=True, help="output folder: crops/, manifest.csv, report.csv, summary.json")
+    p.add_argument("--out", required=True, help="output folder: crops/, manifest.csv, report.csv, summary.json; "
+                   "a second run into it resumes and adds (other qualities, methods), and keeps what is there")
     ffpp = p.add_argument_group("FF++")
-    ffpp.add_argument("--quality", choices=FFPP_QUALITIES, help="compression level (default c23)")
+    ffpp.add_argument("--quality", dest="qualities", nargs="+", choices=FFPP_QUALITIES,
+                      help=f"compression levels, one manifest for all (default {' '.join(PAPER_QUALITIES)}: the paper's HQ and LQ)")
     ffpp.add_argument("--methods", type=_names, help=f"comma-separated subset of {','.join(FF_METHODS)} (default all)")
     ffpp.add_argument("--splits", type=_names, help="comma-separated subset of train,val,test (default all)")
     ffpp.add_argument("--splits-dir", help="folder with train/val/test.json pairs (default: the official ones shipped)")
@@ -455,15 +519,17 @@ def cli_parser(p: argparse.ArgumentParser):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-# %% ../nbs/07_preprocess.ipynb #3810c6b6
+# %% ../nbs/07_preprocess.ipynb #db4b382a
 def cli_main(args) -> int:
     "Run `gsrepro preprocess`; print a summary."
     cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
-    layout = {k: getattr(args, k) for k in ("quality", "methods", "splits", "splits_dir", "list_file", "videos", "labels")}
+    layout = {k: getattr(args, k) for k in ("qualities", "methods", "splits", "splits_dir", "list_file", "videos", "labels")}
     s = preprocess(args.dataset, args.root, args.out, cfg, workers=args.workers, progress=not args.no_progress, **layout)
-    print(f"{s['dataset']}: {s['crops']} face crops from {s['ok']} videos -> {s['manifest']} ({s['seconds']} s)")
-    print(f"  listed {s['listed']} (found: {s['real']} real, {s['fake']} fake), missing {s['missing']}, "
-          f"unreadable {s['unreadable']}, resumed {s['resumed']}, short {s['short']}")
-    print(f"  frames without a face {s['frames_without_face']} (videos without any: {s['no_face']}), "
-          f"undecodable {s['frames_unreadable']}; per-video report: {s['report']}")
+    r = s["run"]
+    print(f"{s['dataset']} {' '.join(s['qualities'])}: {s['crops']} face crops from {s['ok']} videos -> {s['manifest']}")
+    print(f"  this run ({' '.join(r['qualities'])}): listed {r['listed']}, found {r['found']} (processed {r['processed']}, "
+          f"resumed {r['resumed']}), kept {r['kept']} videos of earlier runs, {r['seconds']} s")
+    print(f"  the folder: {s['real']} real and {s['fake']} fake videos found, missing {s['missing']}, unreadable "
+          f"{s['unreadable']}, short {s['short']}; frames without a face {s['frames_without_face']} (videos without any: "
+          f"{s['no_face']}), undecodable {s['frames_unreadable']}; per-video report: {s['report']}")
     return 0

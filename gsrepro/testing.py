@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .vocab import CELEBDF_LIST, DATASETS, DFDC_LABELS, FF_METHODS, FFPP_FOLDERS, SPLITS, ffpp_pairs
+from .vocab import CELEBDF_LIST, DATASETS, DFDC_LABELS, FF_METHODS, FFPP_FOLDERS, FFPP_QUALITIES, SPLITS, ffpp_pairs
 
 # %% auto #0
-__all__ = ['astronaut_head', 'make_face_video', 'make_example_tree']
+__all__ = ['C40_JPEG', 'astronaut_head', 'make_face_video', 'make_example_tree']
 
 # %% ../nbs/05_testing.ipynb #b7e3a666
 def astronaut_head() -> np.ndarray:
@@ -22,7 +22,7 @@ def astronaut_head() -> np.ndarray:
     return cv2.cvtColor(data.astronaut()[40:210, 140:310], cv2.COLOR_RGB2BGR)
 
 def make_face_video(path, n_frames: int = 24, size: tuple[int, int] = (320, 240), fps: float = 25,
-                    head: tuple[float, float] = (0.75, 0.92), seed: int = 0) -> Path:
+                    head: tuple[float, float] = (0.75, 0.92), seed: int = 0, jpeg_quality: int = 0) -> Path:
     "Write an `mp4v` video of a real face moving and scaling across `n_frames` frames of `size` (width, height)."
     w, h = size
     rng = np.random.default_rng(seed)
@@ -40,24 +40,40 @@ def make_face_video(path, n_frames: int = 24, size: tuple[int, int] = (320, 240)
         frame = background.copy()
         frame[y:y + s, x:x + s] = cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA)
         cv2.putText(frame, str(i), (4, h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        if jpeg_quality:
+            frame = cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])[1], cv2.IMREAD_COLOR)
         writer.write(frame)
     writer.release()
     return path
 
 # %% ../nbs/05_testing.ipynb #14d6d651
-def make_example_tree(dataset: str, root, n_frames: int = 24, size: tuple[int, int] = (320, 240), quality: str = "c23",
-                      methods=FF_METHODS, pairs=None) -> Path:
-    "A small raw-dataset tree in `dataset`'s layout whose videos show a real face."
+C40_JPEG = 20   # the JPEG quality every frame of a c40 example video passes through
+
+def _ffpp_tree(root: Path, qualities, methods, pairs, **video):
+    "Every pair's reals and fakes at every quality; one seed per video, so its files at each quality show the same frames."
+    qualities = (qualities,) if isinstance(qualities, str) else tuple(qualities)
+    if not qualities or any(q not in FFPP_QUALITIES for q in qualities):
+        raise ValueError(f"FF++ qualities must be among {', '.join(FFPP_QUALITIES)}, got {qualities!r}")
+    def folder(m, q):
+        top = "original_sequences/youtube" if m == "real" else f"manipulated_sequences/{FFPP_FOLDERS[m]}"
+        return root / top / q / "videos"
+    seeds = iter(range(10**6))
+    for a, b in pairs:
+        for m, name in [("real", a), ("real", b)] + [(m, f"{t}_{s}") for m in methods for t, s in ((a, b), (b, a))]:
+            seed = next(seeds)
+            for q in qualities:
+                make_face_video(folder(m, q) / f"{name}.mp4", seed=seed, jpeg_quality=C40_JPEG if q == "c40" else 0, **video)
+    for q in qualities: (folder("real", q) / "notes.txt").write_text("not a video\n")
+
+# %% ../nbs/05_testing.ipynb #23567d45
+def make_example_tree(dataset: str, root, n_frames: int = 24, size: tuple[int, int] = (320, 240), qualities=("c23",),
+                      methods=FF_METHODS, pairs=None, pairs_per_split: int = 1) -> Path:
+    "A small raw-dataset tree in `dataset`'s layout whose videos show a real face (FF++: the same videos at every quality)."
     root, seed = Path(root), iter(range(10**6))
     video = lambda path: make_face_video(path, n_frames, size, seed=next(seed))
     if dataset == "ffpp":
-        pairs = pairs or [ffpp_pairs(s)[0] for s in SPLITS]
-        real = root / "original_sequences" / "youtube" / quality / "videos"
-        for a, b in pairs:
-            for v in (a, b): video(real / f"{v}.mp4")
-            for m in methods:
-                for t, s in ((a, b), (b, a)): video(root / "manipulated_sequences" / FFPP_FOLDERS[m] / quality / "videos" / f"{t}_{s}.mp4")
-        (real / "notes.txt").write_text("not a video\n")
+        pairs = pairs or [p for split in SPLITS for p in ffpp_pairs(split)[:pairs_per_split]]
+        _ffpp_tree(root, qualities, methods, pairs, n_frames=n_frames, size=size)
     elif dataset == "celebdf":
         listed = ["1 Celeb-real/id0_0000.mp4", "1 Celeb-real/id1_0001.mp4", "1 YouTube-real/00000.mp4",
                   "0 Celeb-synthesis/id0_id1_0000.mp4", "0 Celeb-synthesis/id1_id0_0001.mp4"]

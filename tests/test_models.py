@@ -45,7 +45,18 @@ def test_unknown_backbone_is_one_line_error():
     with pytest.raises(ValueError, match=r"unknown backbone 'effnet'; choose from efficientnet_b4, .*mini") as e:
         create_detector("effnet")
     assert "\n" not in str(e.value)
-    assert backbone_spec("mini").input_size == 64
+
+
+def test_input_size_mean_std_come_from_timm():
+    import timm
+    sizes = {name: spec.input_size for name, spec in BACKBONES.items()}
+    assert sizes == dict(efficientnet_b4=320, legacy_xception=299, resnet50=224, dpn68=224, vgg19=224, mini=160)
+    for name, spec in BACKBONES.items():
+        cfg = timm.models.get_pretrained_cfg(spec.timm_name)
+        assert (spec.input_size, spec.mean, spec.std) == (cfg.input_size[-1], tuple(cfg.mean), tuple(cfg.std))
+    assert backbone_spec("mini").timm_name == "test_efficientnet"
+    assert backbone_spec("legacy_xception").mean == backbone_spec("legacy_xception").std == (0.5, 0.5, 0.5)
+    assert backbone_spec("resnet50").mean == (0.485, 0.456, 0.406)
 
 
 def test_pretrained_false_builds_offline(monkeypatch):
@@ -53,10 +64,12 @@ def test_pretrained_false_builds_offline(monkeypatch):
 
     import timm.models._builder as builder
     calls = []
-    monkeypatch.setattr(builder, "load_pretrained", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(builder, "load_pretrained", lambda *a, **k: calls.append(k))
     def no_network(*a, **k): raise AssertionError("tried to use the network")
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    create_detector("dpn68", pretrained=False)
+    create_detector("dpn68", pretrained=False, weights_cache="/nowhere")
     assert calls == []
     create_detector("dpn68", pretrained=True)                    # routed to timm's loader (stubbed here)
-    assert len(calls) == 1
+    assert len(calls) == 1 and calls[0]["cache_dir"] is None     # the hub's own caches
+    create_detector("dpn68", pretrained=True, weights_cache="/data/weights")
+    assert len(calls) == 2 and calls[1]["cache_dir"] == "/data/weights"
