@@ -160,3 +160,17 @@ def test_cli_errors(tiny, tmp_path, capsys):
     (tmp_path / "run").mkdir(); (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")
     assert gsrepro_main(["train", "--data", tiny["data"], *out, cache]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_backbone_input_statistics(tiny):
+    "Xception trains at its own 299 px with mean = std = 0.5 (its pretrained config), not at ImageNet's statistics."
+    from gsrepro.train import build_datasets
+    cfg = tiny_cfg(tiny, backbone="legacy_xception", image_size=None, augment=False)
+    ds, _ = build_datasets(cfg)
+    x = torch.stack([ds[i]["image"] for i in range(4)])                       # (4, 3, 299, 299)
+    assert x.shape[1:] == (3, 299, 299)
+    assert -1.0 <= x.min() and x.max() <= 1.0                                # (pixel/255 - 0.5) / 0.5
+    raw = torch.stack([torch.from_numpy(ds.load_image(i).astype("float32")).permute(2, 0, 1) for i in range(4)])
+    assert torch.allclose(x, (raw / 255 - 0.5) / 0.5, atol=1e-5)
+    mini = build_datasets(tiny_cfg(tiny))[0][0]["image"]
+    assert mini.shape[1:] == (32, 32) and mini.min() < -1.0                  # ImageNet statistics reach below -1

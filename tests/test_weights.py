@@ -227,3 +227,21 @@ def test_unknown_preset_or_backbone_is_exit_2(argv, text, capsys):
     assert main(["weights", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and text in err
+
+
+def test_a_run_checks_its_weights_before_any_work(tmp_path, capsys):
+    "Offline and missing: one line naming the file and the fetch command, before SimMIM and clustering; present: it trains."
+    from gsrepro.synth import generate, get_preset
+    data = generate(tmp_path / "synth", get_preset("mini", n_pairs=8, image_size=32, frames=2, qualities=("c23",),
+                                                   celebdf_real=3, dfdc_pairs=1), workers=1, progress=False)
+    sets = [f"--set={k}" for k in ("pretrained=true", "epochs=1", "image_size=32", "batch_size=16", "queue_size=64",
+                                   "n_clusters=4", "adbm_k=8", "progress=false", f"cluster_cache={tmp_path / 'clusters'}",
+                                   f"weights_cache={tmp_path / 'w'}")]
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *sets]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gsrepro weights fetch" in err[0] and "test_efficientnet" in err[0], err
+    assert not (tmp_path / "clusters").exists() and not (tmp_path / "run" / "config.json").exists()
+    write_fake_hub_weights(tmp_path / "w")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *sets]) == 0
+    assert (tmp_path / "run" / "train.json").is_file()
