@@ -20,7 +20,7 @@ from fastcore.basics import patch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .manifest import read_manifest
+from .manifest import check_paths, read_manifest
 from .vocab import FF_METHODS
 
 # %% auto #0
@@ -136,6 +136,7 @@ class FaceDataset(Dataset):
         root = root if root is not None else df.attrs.get("root")
         if root is None: raise ValueError("a manifest DataFrame needs df.attrs['root'] or root=")
         self.root, self.on_error = Path(root), on_error
+        df = df.assign(path=check_paths(df, f"manifest DataFrame (root {self.root})"))   # built in code: not read_manifest's check
         df = select_rows(df, dataset, split, quality, methods, frames_per_video)
         if len(df) == 0: raise ValueError("no rows left after filtering")
         self.domain_names = domain_names_for(df["method"].unique(), domain_order)
@@ -151,28 +152,31 @@ class FaceDataset(Dataset):
         self.domains = np.where(self.labels == 0, 0, df["method"].map(
             {m: i for i, m in enumerate(self.domain_names)}).to_numpy()).astype(np.int64)
 
-    def _existing(self, df: pd.DataFrame) -> pd.DataFrame:
-        "The rows whose image file exists; the others raise (`on_error='raise'`) or are skipped and counted."
-        exists = np.array([os.path.isfile(self.root / p) for p in df["path"]])
-        if exists.all(): return df
-        first = df.index[~exists][0]
-        msg = f"{(~exists).sum()} of {len(df)} images missing, first {self.root / df.at[first, 'path']} (manifest row {first})"
-        if self.on_error == "raise": raise FileNotFoundError(msg)
-        self.skipped.update(int(i) for i in df.index[~exists])
-        self._warn(msg + "; skipped")
-        if not exists.any(): raise FileNotFoundError(msg + "; nothing left")
-        return df[exists]
-
-    def _warn(self, msg):
-        if not self._warned: warnings.warn(f"FaceDataset: {msg}", stacklevel=3)
-        self._warned = True
-
     def __len__(self): return len(self._paths)
 
     def __repr__(self):
         counts = dict(zip(*np.unique(self.domains, return_counts=True)))
         parts = ", ".join(f"{n}={counts.get(i, 0)}" for i, n in enumerate(self.domain_names))
         return f"FaceDataset({len(self)} images: {parts})"
+
+# %% ../nbs/04_data.ipynb #e506f9e4
+@patch
+def _existing(self: FaceDataset, df: pd.DataFrame) -> pd.DataFrame:
+    "The rows whose image file exists; the others raise (`on_error='raise'`) or are skipped and counted."
+    exists = np.array([os.path.isfile(self.root / p) for p in df["path"]])
+    if exists.all(): return df
+    first = df.index[~exists][0]
+    msg = f"{(~exists).sum()} of {len(df)} images missing, first {self.root / df.at[first, 'path']} (manifest row {first})"
+    if self.on_error == "raise": raise FileNotFoundError(msg)
+    self.skipped.update(int(i) for i in df.index[~exists])
+    self._warn(msg + "; skipped")
+    if not exists.any(): raise FileNotFoundError(msg + "; nothing left")
+    return df[exists]
+
+@patch
+def _warn(self: FaceDataset, msg):
+    if not self._warned: warnings.warn(f"FaceDataset: {msg}", stacklevel=3)
+    self._warned = True
 
 # %% ../nbs/04_data.ipynb #4cc71b0d
 @patch

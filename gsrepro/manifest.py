@@ -5,6 +5,8 @@
 # %% ../nbs/03_manifest.ipynb #df93a45d
 from __future__ import annotations
 
+import posixpath
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -13,9 +15,30 @@ from .core import atomic_write
 from .vocab import SPLITS
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'ROW_KEY', 'validate_manifest', 'read_manifest', 'write_manifest']
+__all__ = ['MANIFEST_COLUMNS', 'ROW_KEY', 'inside_path', 'check_paths', 'validate_manifest', 'read_manifest', 'write_manifest']
 
 # %% ../nbs/03_manifest.ipynb #6db288c4
+_OUTSIDE = re.compile(r"/|\.\.?(?:/|$)")   # a normalised path that is absolute, `.`, `..` or `../...`
+
+def inside_path(path: str) -> str | None:
+    "`path` normalised (`posixpath.normpath`, backslashes ordinary characters) if it stays inside its folder, else None."
+    norm = posixpath.normpath(str(path))
+    return None if _OUTSIDE.match(norm) else norm
+
+def _row_error(name: str, df: pd.DataFrame, i: int, col: str, why: str) -> ValueError:
+    return ValueError(f"{name}: row {i + 2}, column {col!r}: {why} (got {df[col].iloc[i]!r})")
+
+def check_paths(df: pd.DataFrame, name: str = "manifest") -> pd.Series:
+    "The `path` column normalised by `inside_path`; a `ValueError` naming the first row (1-based after the header) that leaves the folder."
+    paths = df["path"].astype(str)
+    norm = [inside_path(p) for p in paths]
+    if None in norm:
+        i = norm.index(None)
+        why = f"must stay inside the manifest's folder (normalised: {posixpath.normpath(paths.iloc[i])!r})"
+        raise _row_error(name, df, i, "path", why)
+    return pd.Series(norm, index=df.index, name="path", dtype=paths.dtype)
+
+# %% ../nbs/03_manifest.ipynb #b27ea40c
 MANIFEST_COLUMNS = ("path", "dataset", "method", "label", "quality", "split", "video_id", "frame", "source_id")
 ROW_KEY = ("dataset", "video_id", "quality", "frame")   # one row per crop: unique in a manifest
 _STR_COLUMNS = ("path", "dataset", "method", "quality", "split", "video_id", "source_id")
@@ -25,9 +48,7 @@ def validate_manifest(df: pd.DataFrame, name: str = "manifest") -> pd.DataFrame:
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing: raise ValueError(f"{name}: missing column(s) {', '.join(missing)}")
     def bad(mask, col, why):
-        if mask.any():
-            i = int(mask.to_numpy().nonzero()[0][0])
-            raise ValueError(f"{name}: row {i + 2}, column {col!r}: {why} (got {df[col].iloc[i]!r})")
+        if mask.any(): raise _row_error(name, df, int(mask.to_numpy().nonzero()[0][0]), col, why)
     for c in _STR_COLUMNS:
         bad(df[c].isna() | (df[c].astype(str).str.strip() == ""), c, "empty value")
     label = pd.to_numeric(df["label"], errors="coerce")
@@ -36,21 +57,27 @@ def validate_manifest(df: pd.DataFrame, name: str = "manifest") -> pd.DataFrame:
     frame = pd.to_numeric(df["frame"], errors="coerce")
     bad(frame.isna() | (frame < 0) | (frame % 1 != 0), "frame", "must be a non-negative integer")
     bad((df["method"] == "real") != (label == 0), "label", "label must be 0 exactly when method is 'real'")
-    bad(df["path"].astype(str).str.startswith("/"), "path", "must be relative to the manifest's folder")
-    bad(df.duplicated(["path"]), "path", "duplicate path")
+    norm = check_paths(df, name)
+    dup = norm.duplicated().to_numpy()
+    if dup.any():
+        i = int(dup.nonzero()[0][0])
+        first = int((norm == norm.iloc[i]).to_numpy().nonzero()[0][0])
+        raise _row_error(name, df, i, "path", f"duplicate path: the file of row {first + 2} ({norm.iloc[i]!r})")
     bad(df.duplicated(list(ROW_KEY)), "frame", f"duplicate ({', '.join(ROW_KEY)})")
     per_video = df.groupby("video_id")[["label", "split", "dataset", "method"]].nunique()
     mixed = per_video.index[(per_video > 1).any(axis=1)]
     bad(df["video_id"].isin(mixed), "video_id", "one video must have one label, split, dataset and method at every quality")
     return df
 
-# %% ../nbs/03_manifest.ipynb #c2da7ad1
+# %% ../nbs/03_manifest.ipynb #bf535671
 def read_manifest(path) -> pd.DataFrame:
     "Read and validate a manifest; `df.attrs['root']` is the folder its paths are relative to."
     path = Path(path)
     if path.is_dir(): path = path / "manifest.csv"
     if not path.is_file(): raise FileNotFoundError(f"no manifest at {path}")
-    df = pd.read_csv(path, dtype={c: str for c in _STR_COLUMNS}, keep_default_na=False, na_values=[""])
+    try: df = pd.read_csv(path, dtype={c: str for c in _STR_COLUMNS}, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable CSV ({' '.join(str(e).split())})") from None
     validate_manifest(df, name=str(path))
     df["label"] = df["label"].astype(int)
     df["frame"] = df["frame"].astype(int)

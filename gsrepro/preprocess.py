@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import csv
+import ctypes
 import functools
+import json
 import math
 import multiprocessing
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import dlib
@@ -25,8 +32,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .core import atomic_write, load_json, save_json
-from .manifest import MANIFEST_COLUMNS, write_manifest
+from .core import atomic_write, load_json, manifests_dir, save_json
+from .manifest import MANIFEST_COLUMNS, inside_path, write_manifest
 from .vocab import (CELEBDF_LIST, DATASETS, DFDC_LABELS, FF_METHODS, FFPP_FOLDERS, FFPP_QUALITIES, QUALITIES, SPLITS,
                            ffpp_pairs)
 
@@ -194,6 +201,15 @@ def _need_file(path: Path, what: str) -> Path:
     if not path.is_file(): raise FileNotFoundError(f"{what} not found: expected the file {path}")
     return path
 
+def _unique_video(seen: dict, video_id: str, rel: str, path: Path, n: int):
+    "Refuse a second line `n` of one `video_id` (one crop folder): the same file again, or another whose crops would overwrite the first's."
+    if video_id in seen:
+        m, first = seen[video_id]
+        if first == rel: raise ValueError(f"{path}, line {n}: {rel} repeats line {m}")
+        raise ValueError(f"{path}, lines {m} and {n}: {first} and {rel} give one video id {video_id}, so their crops would "
+                         f"overwrite each other; each video needs its own file name")
+    seen[video_id] = (n, rel)
+
 # %% ../nbs/07_preprocess.ipynb #861cb131
 PAPER_QUALITIES = tuple(QUALITIES.values())   # c23 (HQ) and c40 (LQ): what `gsrepro preprocess ffpp` takes by default
 
@@ -216,6 +232,13 @@ def _ffpp_folders(root: Path, quality: str, methods) -> dict[str, Path]:
     return folders
 
 # %% ../nbs/07_preprocess.ipynb #601e3be2
+def _pairs(split: str, splits_dir=None) -> list[tuple[str, str]]:
+    "`ffpp_pairs`, with a split file that is not JSON named in the one-line error."
+    try: return ffpp_pairs(split, splits_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        path = Path(splits_dir or manifests_dir() / "ffpp_splits") / f"{split}.json"
+        raise ValueError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
+
 def ffpp_videos(root, qualities=PAPER_QUALITIES, methods=FF_METHODS, splits=SPLITS, splits_dir=None) -> list[VideoSpec]:
     """FF++ videos by the official pairs, at each of `qualities`: for `[a, b]`, reals `a`, `b` and fakes `a_b`, `b_a`
     of every method share the pair's split; one video has one `video_id` at every quality."""
@@ -227,7 +250,7 @@ def ffpp_videos(root, qualities=PAPER_QUALITIES, methods=FF_METHODS, splits=SPLI
     specs = []
     for q in qualities:
         for split in splits:
-            for a, b in ffpp_pairs(split, splits_dir):
+            for a, b in _pairs(split, splits_dir):
                 specs += [VideoSpec(f"ffpp/real/{v}", folders[q]["real"] / f"{v}.mp4", "ffpp", "real", 0, q, split, v)
                           for v in (a, b)]
                 specs += [VideoSpec(f"ffpp/{m}/{t}_{s}", folders[q][m] / f"{t}_{s}.mp4", "ffpp", m, 1, q, split, t)
@@ -242,47 +265,49 @@ def celebdf_videos(root, list_file=None) -> list[VideoSpec]:
     specs, seen = [], {}
     for n, line in enumerate(list_path.read_text().splitlines(), 1):
         if not line.strip(): continue
-        parts = line.split()
-        if len(parts) != 2 or parts[0] not in ("0", "1") or parts[1].count("/") != 1:
-            raise ValueError(f"{list_path}, line {n}: expected '<0|1> <folder>/<file>.mp4', got {line.strip()!r}")
-        flag, rel = int(parts[0]), parts[1]
-        folder, name = rel.split("/")
+        parts, where = line.split(), f"{list_path}, line {n}"
+        rel = inside_path(parts[1]) if len(parts) == 2 else ""
+        if rel is None: raise ValueError(f"{where}: {parts[1]!r} leaves the Celeb-DF folder {root}")
+        if len(parts) != 2 or parts[0] not in ("0", "1") or rel.count("/") != 1:
+            raise ValueError(f"{where}: expected '<0|1> <folder>/<file>.mp4', got {line.strip()!r}")
+        flag, (folder, name) = int(parts[0]), rel.split("/")
         if folder not in CELEBDF_FOLDERS:
-            raise ValueError(f"{list_path}, line {n}: unknown folder {folder!r}; expected one of {', '.join(CELEBDF_FOLDERS)}")
+            raise ValueError(f"{where}: unknown folder {folder!r}; expected one of {', '.join(CELEBDF_FOLDERS)}")
         label = 1 - flag
         if label != CELEBDF_FOLDERS[folder]:
-            raise ValueError(f"{list_path}, line {n}: flag {flag} says {'real' if flag else 'fake'}, but {rel} is in a "
+            raise ValueError(f"{where}: flag {flag} says {'real' if flag else 'fake'}, but {rel} is in a "
                              f"{'fake' if CELEBDF_FOLDERS[folder] else 'real'} folder")
         _need_dir(root / folder, f"Celeb-DF folder {folder}")
-        stem, method = Path(name).stem, ("fake" if label else "real")
+        stem, method = PurePosixPath(name).stem, ("fake" if label else "real")
         fake_of = re.fullmatch(r"(id\d+)_id\d+_(\d+)", stem) if label else None
         spec = VideoSpec(f"celebdf/{method}/{stem}", root / rel, "celebdf", method, label, "orig", "test",
                          f"{fake_of[1]}_{fake_of[2]}" if fake_of else stem)
-        if spec.video_id in seen:
-            raise ValueError(f"{list_path}, line {n}: {rel} repeats line {seen[spec.video_id]} (same video id {spec.video_id})")
-        seen[spec.video_id] = n
+        _unique_video(seen, spec.video_id, rel, list_path, n)
         specs.append(spec)
     return specs
 
 # %% ../nbs/07_preprocess.ipynb #5fc4a08c
 def dfdc_videos(root, videos=None, labels=None) -> list[VideoSpec]:
-    "The DFDC test videos of `labels.csv` (`filename,label`, 1 = fake); `videos` and `labels` are relative to `root` (or absolute)."
+    """The DFDC test videos of `labels.csv` (`filename,label`, 1 = fake); `videos` and `labels` are relative to `root` (or
+    absolute). A `filename` is a file name or a relative path inside the video folder, normalised by `inside_path`."""
     root = _need_dir(Path(root).absolute(), "DFDC root")
     labels_path = _need_file(root / (labels or DFDC_LABELS), "DFDC labels file")
     video_dir = _need_dir(root / videos if videos else root, "DFDC video folder")
-    specs, seen = [], set()
+    specs, seen = [], {}
     with open(labels_path, newline="") as f:
         reader = csv.DictReader(f)
         if not {"filename", "label"} <= set(reader.fieldnames or ()):
             raise ValueError(f"{labels_path}: expected a header with columns filename,label, got {reader.fieldnames}")
         for n, row in enumerate(reader, 2):
-            name, label = (row["filename"] or "").strip(), (row["label"] or "").strip()
+            name, label, where = (row["filename"] or "").strip(), (row["label"] or "").strip(), f"{labels_path}, line {n}"
             if not name or label not in ("0", "1"):
-                raise ValueError(f"{labels_path}, line {n}: expected '<file>.mp4,<0|1>', got {name!r},{label!r}")
-            if name in seen: raise ValueError(f"{labels_path}, line {n}: {name} is listed twice")
-            seen.add(name)
-            stem, method = Path(name).stem, ("fake" if label == "1" else "real")
-            specs.append(VideoSpec(f"dfdc/{method}/{stem}", video_dir / name, "dfdc", method, int(label), "orig", "test", stem))
+                raise ValueError(f"{where}: expected '<file>.mp4,<0|1>', got {name!r},{label!r}")
+            rel = inside_path(name)
+            if rel is None: raise ValueError(f"{where}: filename {name!r} leaves the video folder {video_dir}; "
+                                             f"expected a file name or a relative path inside it")
+            stem, method = PurePosixPath(rel).stem, ("fake" if label == "1" else "real")
+            _unique_video(seen, f"dfdc/{method}/{stem}", rel, labels_path, n)
+            specs.append(VideoSpec(f"dfdc/{method}/{stem}", video_dir / rel, "dfdc", method, int(label), "orig", "test", stem))
     return specs
 
 # %% ../nbs/07_preprocess.ipynb #15c8de21
@@ -373,13 +398,49 @@ def process_video(spec: VideoSpec, out, cfg: PreprocessConfig = PreprocessConfig
     except (VideoError, cv2.error) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         rec.update(status="unreadable", error=" ".join(str(e).split()), frames=[], seconds=round(time.perf_counter() - start, 3))
+    except BaseException:                         # Ctrl-C, a full disk: no partial folder left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return rec
 
 # %% ../nbs/07_preprocess.ipynb #1a612337
+_PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
+
+def _watch_parent(parent: int, every: float = 0.2):
+    while os.getppid() == parent: time.sleep(every)
+    os._exit(1)
+
+def _die_with_parent(parent: int, prctl: bool = True):
+    "End this process when `parent` ends: Linux's parent-death signal (SIGTERM), elsewhere a thread that watches `os.getppid()`."
+    if prctl and sys.platform.startswith("linux"):
+        try: armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError): armed = False
+        if armed:
+            if os.getppid() != parent: os._exit(1)   # the parent died before prctl: no signal will come
+            return
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="gsrepro-watch-parent").start()
+
+def _init_worker(parent: int):
+    "A pool worker: Ctrl-C left to the parent, no life after the parent's, one OpenCV thread (one process per core)."
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+    cv2.setNumThreads(1)
+
+def _stop_workers(pool: ProcessPoolExecutor, out: Path):
+    "Terminate the pool's processes now and remove their partial crop folders (a re-run would remove them too)."
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        with contextlib.suppress(Exception): p.terminate()
+    for p in procs:
+        with contextlib.suppress(Exception): p.join(5)
+        for partial in (out / "crops").glob(f"*/*/*/.*.partial-{p.pid}"): shutil.rmtree(partial, ignore_errors=True)
+
+# %% ../nbs/07_preprocess.ipynb #379d7914
 def _claim(out: Path, dataset: str, qualities, cfg: PreprocessConfig) -> dict:
     "Check `out/preprocess.json` against this run's dataset and crop settings (or start it); add the run's qualities."
     settings, path = {"dataset": dataset, **cfg.crop_settings()}, out / "preprocess.json"
-    old = load_json(path) if path.is_file() else settings | {"qualities": []}
+    old = _read_json(path) if path.is_file() else settings | {"qualities": []}
+    if not isinstance(old, dict): raise ValueError(f"{path}: expected a JSON object of crop settings")
     if "qualities" not in old:
         raise FileExistsError(f"{out} was made by an older gsrepro (one quality, crops/<video_id>/); choose another --out")
     diff = [k for k in settings if old.get(k) != settings[k]]
@@ -389,28 +450,54 @@ def _claim(out: Path, dataset: str, qualities, cfg: PreprocessConfig) -> dict:
     save_json(settings, path)
     return settings
 
-def _init_worker():
-    cv2.setNumThreads(1)   # one process per core: no thread pools inside
-
 def _run(todo: list[VideoSpec], out: Path, cfg: PreprocessConfig, workers: int):
-    "Yield the record of each video as it finishes, from a process pool when `workers > 1`."
+    "Yield the record of each video as it finishes, from a process pool when `workers > 1`; on any exit but the end, stop the pool at once."
     if workers <= 1 or len(todo) <= 1:
         for spec in todo: yield process_video(spec, out, cfg)
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(os.getpid(),))
     try:
         futures = [pool.submit(process_video, spec, out, cfg, 1) for spec in todo]
         for future in as_completed(futures): yield future.result()
+    except BaseException:           # Ctrl-C, a closed generator, a failed video: do not wait for the running videos
+        _stop_workers(pool, out)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/07_preprocess.ipynb #dd0fb240
+_DONE_KEYS = frozenset(REPORT_COLUMNS) | {"frames", "dataset", "method", "split", "source_id"}
+
+def _read_json(path: Path):
+    "`load_json`, with a file that is not JSON named in a one-line `ValueError`."
+    try: return load_json(path)
+    except ValueError as e:       # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
+
+def _read_done(done: Path) -> dict | None:
+    "A finished video's record from its `video.json`; None, with a warning naming the file, when it is unreadable or incomplete."
+    try:
+        rec = _read_json(done)
+        if not isinstance(rec, dict): raise ValueError(f"{done}: not a video record (a JSON {type(rec).__name__})")
+        lacks = sorted(_DONE_KEYS - set(rec))
+        if lacks: raise ValueError(f"{done}: not a video record (no {', '.join(lacks)})")
+        status, frames = rec["status"], rec["frames"]
+        if status not in ("ok", "no_face") or not (isinstance(frames, list) and all(isinstance(t, int) for t in frames)):
+            raise ValueError(f"{done}: not a video record (status {status!r}, frames {frames!r:.40})")
+    except ValueError as e:
+        warnings.warn(f"{e}; the video is processed again", stacklevel=2)
+        return None
+    return rec
+
+# %% ../nbs/07_preprocess.ipynb #afce1e81
 def _records_and_todo(specs: list[VideoSpec], out: Path):
     "This run's records of done videos (read back from their `video.json`) and of missing ones, and the videos still to do."
     records, todo = {}, []
     for s in specs:
         done = out / s.crop_dir / DONE_FILE
-        if done.is_file(): records[s.key] = load_json(done) | _spec_fields(s)   # done: reused even if the video has gone since
+        rec = _read_done(done) if done.is_file() else None
+        if rec is not None: records[s.key] = rec | _spec_fields(s)   # done: reused even if the video has gone since
         elif not s.path.is_file(): records[s.key] = _new_record(s, "missing")
         else: todo.append(s)
     return records, todo
@@ -420,8 +507,9 @@ def _earlier(out: Path, listed) -> dict:
     kept = {}
     for done in (out / "crops").glob(f"*/*/*/*/{DONE_FILE}"):   # crops/<quality>/<dataset>/<method>/<video>/
         if done.parent.name.startswith("."): continue          # a partial folder, killed just before its rename
-        rec = load_json(done)
-        if (rec["video_id"], rec["quality"]) not in listed: kept[rec["video_id"], rec["quality"]] = rec
+        if ("/".join(done.parts[-4:-1]), done.parts[-5]) in listed: continue   # this run's own: read already
+        rec = _read_done(done)
+        if rec is not None and (rec["video_id"], rec["quality"]) not in listed: kept[rec["video_id"], rec["quality"]] = rec
     if (out / "report.csv").is_file():
         old = pd.read_csv(out / "report.csv", dtype={"video_id": str, "quality": str, "video": str, "error": str},
                           keep_default_na=False)
@@ -466,8 +554,8 @@ def preprocess(dataset: str, root, out, cfg: PreprocessConfig = PreprocessConfig
     records, todo = _records_and_todo(specs, out)
     n_resumed = sum(r["status"] != "missing" for r in records.values())
     with tqdm(total=len(todo) + n_resumed, initial=n_resumed, desc=f"preprocess {dataset} {','.join(qualities)}",
-              unit="video", disable=not progress) as bar:
-        for rec in _run(todo, out, cfg, workers):
+              unit="video", disable=not progress) as bar, contextlib.closing(_run(todo, out, cfg, workers)) as results:
+        for rec in results:
             records[rec["video_id"], rec["quality"]] = rec
             bar.update()
     kept = _earlier(out, records)
@@ -521,10 +609,14 @@ def cli_parser(p: argparse.ArgumentParser):
 
 # %% ../nbs/07_preprocess.ipynb #db4b382a
 def cli_main(args) -> int:
-    "Run `gsrepro preprocess`; print a summary."
+    "Run `gsrepro preprocess`; print a summary (Ctrl-C: one line, exit code 130)."
     cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
     layout = {k: getattr(args, k) for k in ("qualities", "methods", "splits", "splits_dir", "list_file", "videos", "labels")}
-    s = preprocess(args.dataset, args.root, args.out, cfg, workers=args.workers, progress=not args.no_progress, **layout)
+    try: s = preprocess(args.dataset, args.root, args.out, cfg, workers=args.workers, progress=not args.no_progress, **layout)
+    except KeyboardInterrupt:
+        print(f"gsrepro preprocess: interrupted; the finished videos in {args.out} are kept, the same command resumes",
+              file=sys.stderr)
+        return 130
     r = s["run"]
     print(f"{s['dataset']} {' '.join(s['qualities'])}: {s['crops']} face crops from {s['ok']} videos -> {s['manifest']}")
     print(f"  this run ({' '.join(r['qualities'])}): listed {r['listed']}, found {r['found']} (processed {r['processed']}, "

@@ -136,3 +136,19 @@ def test_loader_batches_are_reproducible(manifest):
     x = plain[0]["image"]
     assert abs(float(x.mean())) < 1.0                                 # normalised, not 0..255
     assert FaceDataset(manifest, image_size=20)[0]["image"].shape == (3, 20, 20)
+
+
+def test_a_dataframe_built_in_code_keeps_its_paths_inside_the_root(manifest):
+    "A DataFrame never read by read_manifest (attrs['root'] set in code) gets the manifest's path rule."
+    df = read_manifest(manifest)
+    escape = "../" * 40 + "etc/passwd"                                 # resolves to /etc/passwd from any root
+    evil = df.copy()
+    evil.loc[5, "path"] = escape
+    evil.attrs["root"] = df.attrs["root"]
+    with pytest.raises(ValueError, match=r"row 7, column 'path': must stay inside the manifest's folder \(normalised"):
+        FaceDataset(evil)
+    with pytest.raises(ValueError, match="row 2, column 'path'"):
+        FaceDataset(df.assign(path="/etc/passwd"), root=manifest.parent)
+    # inside the root, written oddly: opened normalised (the kernel would refuse `nowhere/../x` itself)
+    odd = FaceDataset(df.assign(path="nowhere/../" + df["path"]))
+    assert odd.frame["path"].tolist() == df["path"].tolist() and odd[0]["image"].shape == (3, 12, 12)

@@ -338,3 +338,221 @@ def test_seek_modes_on_h264_with_b_frames(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c:v", "libx264", "-crf", "23", "-g", "60",
                     "-bf", "3", "-pix_fmt", "yuv420p", str(dst)], check=True)
     _check_seek_modes(dst)
+
+
+# --- paths and video ids of the raw lists -------------------------------------------------------------------------
+
+def test_dfdc_filenames_stay_inside_the_video_folder(tmp_path, capsys):
+    "`../` and absolute names in labels.csv would read videos outside the folder: one line with file, line and value."
+    root = make_example_tree("dfdc", tmp_path / "raw", n_frames=2, size=(160, 120))
+    make_face_video(tmp_path / "outside.mp4", n_frames=2, size=(160, 120))
+    labels = root / "labels.csv"
+    for name in ("../../outside.mp4", str(tmp_path / "outside.mp4"), "a/../../../outside.mp4", "a/.."):
+        labels.write_text(f"filename,label\naaqaifqrwn.mp4,0\n{name},1\n")
+        assert run("dfdc", "--root", root, "--out", tmp_path / "out", "--videos", "test_videos") == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"gsrepro preprocess: error: {labels}, line 3: filename {name!r} leaves the video folder "
+                       f"{root / 'test_videos'}; expected a file name or a relative path inside it"), err
+        assert not (tmp_path / "out").exists()
+
+
+def test_dfdc_one_name_in_two_folders_is_refused_up_front(tmp_path, capsys):
+    "a/x.mp4 and b/x.mp4 are both dfdc/<method>/x: their crops would overwrite each other; both lines are named."
+    root = make_example_tree("dfdc", tmp_path / "raw", n_frames=2, size=(160, 120))
+    for sub in ("a", "b"): make_face_video(root / "test_videos" / sub / "x.mp4", n_frames=2, size=(160, 120))
+    labels = root / "labels.csv"
+    labels.write_text("filename,label\na/x.mp4,1\naaqaifqrwn.mp4,0\nb/x.mp4,1\n")
+    assert run("dfdc", "--root", root, "--out", tmp_path / "out", "--videos", "test_videos") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{labels}, lines 2 and 4: a/x.mp4 and b/x.mp4 give one video id dfdc/fake/x" in err
+    assert not (tmp_path / "out").exists()
+    labels.write_text("filename,label\nb/x.mp4,1\n./b//x.mp4,1\n")                     # one file, written twice
+    assert run("dfdc", "--root", root, "--out", tmp_path / "out", "--videos", "test_videos") == 2
+    assert f"{labels}, line 3: b/x.mp4 repeats line 2" in capsys.readouterr().err
+    labels.write_text("filename,label\na/x.mp4,1\nb/../b/y.mp4,0\n")                   # normalised, inside: accepted
+    assert run("dfdc", "--root", root, "--out", tmp_path / "out", "--videos", "test_videos", "--workers", 1) == 0
+    assert read_manifest(tmp_path / "out")["video_id"].unique().tolist() == ["dfdc/fake/x"]
+
+
+def test_celebdf_list_lines_are_unique_by_video_id_and_normalised_path(tmp_path, capsys):
+    root = make_example_tree("celebdf", tmp_path / "raw", n_frames=2, size=(160, 120))
+    make_face_video(root / "Celeb-real" / "00000.mp4", n_frames=2, size=(160, 120))      # also in YouTube-real/
+    listed = root / "List_of_testing_videos.txt"
+    cases = {"1 Celeb-real/id0_0000.mp4\n1 ./Celeb-real//id0_0000.mp4\n": "line 2: Celeb-real/id0_0000.mp4 repeats line 1",
+             "1 YouTube-real/00000.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n1 Celeb-real/00000.mp4\n":
+                 "lines 1 and 3: YouTube-real/00000.mp4 and Celeb-real/00000.mp4 give one video id celebdf/real/00000",
+             "1 Celeb-real/../../outside.mp4\n": "line 1: 'Celeb-real/../../outside.mp4' leaves the Celeb-DF folder"}
+    for text, want in cases.items():
+        listed.write_text(text)
+        assert run("celebdf", "--root", root, "--out", tmp_path / "out") == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{listed}, {want}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+# --- done-files and other JSON -------------------------------------------------------------------------------------
+
+def test_a_truncated_done_file_is_redone_with_one_warning(tmp_path, ffpp_tree, ffpp_out):
+    "A video.json cut short (an old version killed mid-write, a disk fault) is 'not done': warned once, processed again."
+    out = tmp_path / "out"
+    shutil.copytree(ffpp_out, out)
+    done = sorted(out.glob("crops/*/ffpp/*/*/video.json"))
+    bad = {done[0]: done[0].read_text()[:40], done[7]: "", done[-1]: "[]"}     # cut short, empty, not a record
+    for path, text in bad.items(): path.write_text(text)
+    with pytest.warns(UserWarning) as caught:
+        assert run("ffpp", "--root", ffpp_tree, "--out", out, "--workers", 2) == 0
+    named = [str(w.message) for w in caught if "video.json" in str(w.message)]
+    assert sorted(m.split(":")[0] for m in named) == sorted(map(str, bad)), named      # one warning per file, naming it
+    assert all(m.endswith("the video is processed again") for m in named)
+    summary = load_json(out / "summary.json")
+    assert (summary["run"]["processed"], summary["run"]["resumed"]) == (3, 2 * N_VIDEOS - 3)
+    assert manifest_bytes(out) == manifest_bytes(ffpp_out)
+    assert all(isinstance(load_json(p)["frames"], list) for p in bad)
+    # a done-file this run does not list (c23 while running c40): warned once, left out, the run goes on
+    done[0].write_text("{")
+    with pytest.warns(UserWarning, match=f"{done[0]}: not valid JSON"):
+        assert run("ffpp", "--root", ffpp_tree, "--out", out, "--quality", "c40", "--workers", 1) == 0
+    c23 = done[0].parts[-5] == "c23"
+    assert len(read_manifest(out)) == 2 * N_VIDEOS * FRAMES - (FRAMES if c23 else 0)
+
+
+def test_json_that_is_not_json_is_named(tmp_path, ffpp_tree, ffpp_out, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(ffpp_out, out)
+    (out / "preprocess.json").write_text('{"dataset": "ffpp", "fra')
+    assert run("ffpp", "--root", ffpp_tree, "--out", out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"gsrepro preprocess: error: {out / 'preprocess.json'}: not valid JSON (") and "\n" not in err
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    for split in ("train", "val", "test"): (splits / f"{split}.json").write_text('[["000", "003"], ["00')
+    assert run("ffpp", "--root", ffpp_tree, "--out", tmp_path / "o2", "--splits-dir", splits) == 2
+    assert f"error: {splits / 'train.json'}: not valid JSON (" in capsys.readouterr().err
+
+
+# --- worker processes end with the command -------------------------------------------------------------------------
+
+try:
+    import psutil
+except ImportError:                                   # /proc instead
+    psutil = None
+
+
+def _descendants(pid):
+    "Handles of the live descendants of `pid` (psutil processes, or pids read from /proc)."
+    if psutil: return psutil.Process(pid).children(recursive=True)
+    parent_of = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try: parent_of[int(d)] = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError): pass
+    found, todo = [], [pid]
+    while todo:
+        kids = [c for c, p in parent_of.items() if p == todo.pop()]
+        found += kids
+        todo += kids
+    return found
+
+
+def _alive(proc) -> bool:
+    "Whether a handle from `_descendants` is still a running process (a zombie is not)."
+    if psutil:
+        try: return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess: return False
+    try: return open(f"/proc/{proc}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError): return False
+
+
+def _still_alive(procs, within: float):
+    deadline = time.monotonic() + within
+    while (alive := [p for p in procs if _alive(p)]) and time.monotonic() < deadline: time.sleep(0.05)
+    return alive
+
+
+def _kill(procs):
+    "Clean up after a failed test: SIGKILL each process the test started (directly or not), by its id."
+    for p in procs:
+        if _alive(p):
+            try: os.kill(p.pid if psutil else p, signal.SIGKILL)
+            except ProcessLookupError: pass
+
+
+def _start(args, out, **popen):
+    "Start `python -m gsrepro preprocess ARGS --out OUT` and wait until its first video is done (or it ends)."
+    cmd = [sys.executable, "-m", "gsrepro", "preprocess", *map(str, args), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not list(out.glob("crops/*/*/*/*/video.json")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be stopped: give it more work"
+    return proc
+
+
+@pytest.mark.parametrize("prctl", [True, False], ids=["prctl", "watch-thread"])
+def test_a_worker_ends_with_its_parent(prctl):
+    "_die_with_parent: Linux's parent-death signal, and the fallback thread that watches os.getppid()."
+    worker = ("import os, time; from gsrepro.preprocess import _die_with_parent; "
+              f"_die_with_parent(os.getppid(), prctl={prctl}); print(os.getpid(), flush=True); time.sleep(60)")
+    middle = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {worker!r}])"],
+                              stdout=subprocess.PIPE, text=True)
+    pid = int(middle.stdout.readline())
+    kids = _descendants(middle.pid)
+    try:
+        middle.kill()
+        middle.wait()
+        assert not _still_alive(kids, within=5)
+    finally:
+        _kill(kids)
+
+
+def test_killing_the_command_ends_its_workers(tmp_path, ffpp_tree):
+    "SIGKILL to the command alone (no cleanup code runs in it): its pool workers end within seconds anyway."
+    proc = _start(["ffpp", "--root", ffpp_tree, "--frames", FRAMES, "--size", SIZE, "--workers", 2], tmp_path / "out",
+                  stderr=subprocess.DEVNULL, start_new_session=True)
+    kids = _descendants(proc.pid)
+    try:
+        assert len(kids) >= 2                         # the two workers (and multiprocessing's resource tracker)
+        proc.kill()
+        proc.wait()
+        assert not _still_alive(kids, within=5)
+    finally:
+        _kill(kids)
+
+
+@pytest.fixture(scope="module")
+def slow_tree(tmp_path_factory):
+    "Four DFDC videos that take ~2 s each with the settings of `SLOW` (every frame, dlib upsampled once, full resolution)."
+    return make_example_tree("dfdc", tmp_path_factory.mktemp("slow"), n_frames=36, size=(160, 120))
+
+
+SLOW = ["--frames", 36, "--size", SIZE, "--upsample", 1, "--detect-size", 0]
+
+
+@pytest.mark.parametrize("to", ["group", "parent"])
+def test_ctrl_c_stops_the_pool_at_once_and_resumes(tmp_path, slow_tree, to):
+    """SIGINT to the process group (a terminal's Ctrl-C) or to the command alone (`kill -INT`): the command stops
+    without finishing the running videos, says so in one line (exit 130), leaves no process and no partial folder,
+    and the same command resumes."""
+    out, args = tmp_path / "out", ["dfdc", "--root", slow_tree, "--videos", "test_videos", *SLOW, "--workers", 2]
+    proc = _start(args, out, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    kids = _descendants(proc.pid)
+    try:
+        os.killpg(proc.pid, signal.SIGINT) if to == "group" else os.kill(proc.pid, signal.SIGINT)
+        start = time.monotonic()
+        err = proc.communicate(timeout=60)[1]
+        stopped = time.monotonic() - start
+        assert not _still_alive(kids, within=5)
+    finally:
+        _kill(kids)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == (
+        f"gsrepro preprocess: interrupted; the finished videos in {out} are kept, the same command resumes")
+    done = list(out.glob("crops/*/*/*/*/video.json"))
+    video_seconds = min(load_json(p)["seconds"] for p in done)
+    assert stopped < max(1.0, 0.4 * video_seconds), (stopped, video_seconds)   # not after the running videos
+    assert not list(out.glob("crops/*/*/*/.*")) and not (out / "manifest.csv").exists()
+    for p in done: assert sorted(f.name for f in p.parent.glob("*.png")) == [f"{t:06d}.png" for t in load_json(p)["frames"]]
+    if to == "parent": return                                         # the resumed run is the same for both
+    assert main(["preprocess", *map(str, args), "--out", str(out), "--no-progress"]) == 0
+    summary = load_json(out / "summary.json")
+    assert (summary["run"]["resumed"], summary["run"]["processed"], summary["ok"]) == (len(done), 4 - len(done), 4)
+    assert len(read_manifest(out)) == 4 * 36
