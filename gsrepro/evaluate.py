@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,15 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_detector
-from .core import default_device, load_json, save_json
+from .core import default_device, load_json, remove_stale_tmp, run_lock, save_json
 from .data import IMAGENET_MEAN, IMAGENET_STD, FaceDataset, make_loader, select_rows
 from .manifest import read_manifest
 from .metrics import SCORE_COLUMNS, ScoreWriter, compute_metrics
 from .models import fake_probability
 
 # %% auto #0
-__all__ = ['TEST_SET_KEYS', 'score_batches', 'check_test_set', 'test_set_rows', 'standard_test_sets', 'evaluate_model',
-           'evaluate_run', 'embed_test_set', 'cli_parser', 'cli_main']
+__all__ = ['TEST_SET_KEYS', 'score_batches', 'check_test_set', 'test_set_rows', 'standard_test_sets', 'read_metrics',
+           'evaluate_model', 'evaluate_run', 'embed_test_set', 'cli_parser', 'cli_main']
 
 # %% ../nbs/15_evaluate.ipynb #fb01549a
 @torch.no_grad()
@@ -74,13 +75,26 @@ def standard_test_sets(df: pd.DataFrame, split: str = "test") -> dict:
     return out
 
 # %% ../nbs/15_evaluate.ipynb #57d481ce
+def read_metrics(out_dir) -> dict:
+    "`out_dir/metrics.json` (`{}` when there is none; a warning and `{}` when it is unreadable: its test sets get scored again)."
+    path = Path(out_dir) / "metrics.json"
+    try: m = load_json(path)
+    except FileNotFoundError: return {}
+    except ValueError: m = None
+    if isinstance(m, dict): return m
+    warnings.warn(f"{path} is unreadable (truncated, or not a JSON object): its test sets are scored again")
+    return {}
+
 def _copy_old_scores(writer: ScoreWriter, path: Path, drop: set, chunksize: int = 200_000):
-    "Stream the rows of an existing `scores.csv` whose test set is not in `drop` into `writer`."
+    "Stream the rows of an existing `scores.csv` whose test set is not in `drop` into `writer` (none if it is unreadable)."
     if not path.is_file(): return
-    for chunk in pd.read_csv(path, dtype={"video_id": str, "test_set": str}, keep_default_na=False, chunksize=chunksize):
-        if "test_set" not in chunk.columns: return
-        chunk = chunk[~chunk.test_set.isin(drop)]
-        if len(chunk): writer.write(chunk.video_id, chunk.frame, chunk.label, chunk.score, test_set=chunk.test_set)
+    try:
+        for chunk in pd.read_csv(path, dtype={"video_id": str, "test_set": str}, keep_default_na=False, chunksize=chunksize):
+            if "test_set" not in chunk.columns: return
+            chunk = chunk[~chunk.test_set.isin(drop)]
+            if len(chunk): writer.write(chunk.video_id, chunk.frame, chunk.label, chunk.score, test_set=chunk.test_set)
+    except (ValueError, pd.errors.ParserError) as e:
+        warnings.warn(f"{path} is unreadable ({str(e).splitlines()[0]}): the rows of test sets not scored now are dropped")
 
 def _scores_of(model, df: pd.DataFrame, members: dict, writer: ScoreWriter, inputs: dict, batch_size: int, device,
                num_workers: int, progress: bool):
@@ -100,6 +114,7 @@ def _scores_of(model, df: pd.DataFrame, members: dict, writer: ScoreWriter, inpu
         bar.update(len(idx))
     bar.close()
 
+# %% ../nbs/15_evaluate.ipynb #37066fbb
 def _test_set_groups(manifest, specs: dict) -> tuple[dict, dict]:
     "`({data: manifest DataFrame}, {data: {test set: rows}})`: each test set's rows, grouped by the manifest they come from."
     frames, groups = {}, {}
@@ -123,19 +138,25 @@ def evaluate_model(model, manifest, test_sets: dict, out_dir, image_size: int | 
     if not test_sets: raise ValueError("no test sets to evaluate")
     specs = {name: check_test_set(name, spec) for name, spec in test_sets.items()}
     frames, groups = _test_set_groups(manifest, specs)
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
     device = default_device(device)
-    was_training = model.training
-    model.eval().to(device)
-    scores_path = out_dir / "scores.csv"
-    t0 = time.perf_counter()
-    with ScoreWriter(scores_path, extra_columns=["test_set"]) as writer:
-        _copy_old_scores(writer, scores_path, set(specs))
-        for data, members in groups.items():
-            _scores_of(model, frames[data], members, writer, dict(image_size=image_size, mean=mean, std=std), batch_size,
-                       device, num_workers, progress)
-    model.train(was_training)
-    seconds = time.perf_counter() - t0
+    with run_lock(out_dir):                                            # waits while another process writes the folder
+        remove_stale_tmp(out_dir, ("scores.csv", "metrics.json"))
+        was_training = model.training
+        model.eval().to(device)
+        scores_path = out_dir / "scores.csv"
+        t0 = time.perf_counter()
+        with ScoreWriter(scores_path, extra_columns=["test_set"]) as writer:
+            _copy_old_scores(writer, scores_path, set(specs))
+            for data, members in groups.items():
+                _scores_of(model, frames[data], members, writer, dict(image_size=image_size, mean=mean, std=std), batch_size,
+                           device, num_workers, progress)
+        model.train(was_training)
+        return _metrics_of(scores_path, specs, time.perf_counter() - t0, bootstrap, seed)
+
+# %% ../nbs/15_evaluate.ipynb #21b870f6
+def _metrics_of(scores_path: Path, specs: dict, seconds: float, bootstrap: int, seed: int) -> dict:
+    "The metrics of the test sets `specs` from `scores.csv`, merged into `metrics.json` beside it (the others kept)."
     scored = pd.read_csv(scores_path, dtype={"video_id": str, "test_set": str}, keep_default_na=False)
     scored = scored[scored.test_set.isin(specs)]
     new = {}
@@ -144,9 +165,8 @@ def evaluate_model(model, manifest, test_sets: dict, out_dir, image_size: int | 
                                  bootstrap=bootstrap, seed=seed, frames=rows.frame.to_numpy())
         except ValueError as e: raise ValueError(f"test set {name!r}: {e}") from None
         new[name] = m | dict(filters=specs[name], scoring_seconds=round(seconds, 2))
-    metrics_path = out_dir / "metrics.json"
-    old = load_json(metrics_path) if metrics_path.is_file() else {}
-    save_json({k: v for k, v in old.items() if k not in new} | {k: new[k] for k in specs}, metrics_path)
+    old = read_metrics(scores_path.parent)
+    save_json({k: v for k, v in old.items() if k not in new} | {k: new[k] for k in specs}, scores_path.parent / "metrics.json")
     return {k: new[k] for k in specs}
 
 # %% ../nbs/15_evaluate.ipynb #aa6bd6af
@@ -158,10 +178,11 @@ def evaluate_run(run_dir, test_sets: dict, data=None, which: str = "best", batch
     run_dir = Path(run_dir)
     if not run_dir.is_dir(): raise FileNotFoundError(f"no run folder {run_dir}")
     device = default_device(device)
-    model, cfg, _ = load_detector(run_dir, which, device)
-    return evaluate_model(model, data or cfg.data, test_sets, run_dir, image_size=cfg.input_size, mean=cfg.input_mean,
-                          std=cfg.input_std, batch_size=batch_size,
-                          device=device, bootstrap=bootstrap, seed=seed, num_workers=num_workers, progress=progress)
+    with run_lock(run_dir):                                            # the detector scored is the one the metrics name
+        model, cfg, _ = load_detector(run_dir, which, device)
+        return evaluate_model(model, data or cfg.data, test_sets, run_dir, image_size=cfg.input_size, mean=cfg.input_mean,
+                              std=cfg.input_std, batch_size=batch_size,
+                              device=device, bootstrap=bootstrap, seed=seed, num_workers=num_workers, progress=progress)
 
 # %% ../nbs/15_evaluate.ipynb #9e02f69a
 @torch.no_grad()

@@ -5,22 +5,25 @@
 # %% ../nbs/18_registry.ipynb #87ab3c63
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from .config import RUNTIME_FIELDS, TrainConfig
-from .core import atomic_write, load_json, repo_root, save_json
-from .evaluate import check_test_set, evaluate_run
-from .train import decoupling_clusters, init_dist, train
+from .core import file_lock, load_json, repo_root, run_lock, save_json
+from .evaluate import check_test_set, evaluate_run, read_metrics
+from .train import decoupling_clusters, init_dist, run_problems, train
 
 # %% auto #0
-__all__ = ['RUN_KEY_VERSION', 'NOT_IDENTITY', 'GS_ONLY_FIELDS', 'SUMMARY_FIELDS', 'REGISTRY_COLUMNS', 'manifest_path',
+__all__ = ['RUN_KEY_VERSION', 'NOT_IDENTITY', 'GS_ONLY_FIELDS', 'SUMMARY_FIELDS', 'REGISTRY_COLUMNS', 'ACTIONS', 'manifest_path',
            'data_fingerprint', 'run_key', 'run_hash', 'config_summary', 'Run', 'default_runs_dir', 'get_run',
            'read_registry', 'check_registry', 'train_missing']
 
@@ -52,6 +55,7 @@ def data_fingerprint(data) -> str:
         _fingerprints[key] = h.hexdigest()
     return _fingerprints[key]
 
+# %% ../nbs/18_registry.ipynb #3c49ffd6
 def _canonical(cfg: TrainConfig) -> dict:
     "The config as a dict with every float field a float (`theta=120` from a command line and `120.0` are one run)."
     hints = typing.get_type_hints(TrainConfig)
@@ -83,16 +87,18 @@ def config_summary(cfg: TrainConfig) -> str:
     return " ".join(f"{k}={show(d[k])}" for k in SUMMARY_FIELDS if k in d and k not in gs_only)
 
 # %% ../nbs/18_registry.ipynb #82ab8d7a
-REGISTRY_COLUMNS = ("time", "hash", "action", "train_s", "eval_s", "evaluated", "summary")
+REGISTRY_COLUMNS = ("time", "hash", "action", "train_s", "eval_s", "evaluated", "summary", "note")
+ACTIONS = ("trained", "resumed", "reused", "retrained")   # retrained: started over because the run's files were broken
 
 @dataclass
 class Run:
-    "A trained (and evaluated) run: where it lives, its config, and its metrics per test set."
+    "A trained (and evaluated) run: where it lives, its config, its metrics per test set, and what `get_run` did."
     hash: str
     dir: Path
     config: TrainConfig
     metrics: dict = field(default_factory=dict)
     action: str = "reused"
+    note: str = ""
 
     def metric(self, test_set: str, name: str = "auc") -> float:
         if test_set not in self.metrics: raise ValueError(f"run {self.hash} has no metrics for test set {test_set!r}")
@@ -102,62 +108,90 @@ def default_runs_dir() -> Path:
     "`runs/` of the checkout (ignored by git)."
     return repo_root() / "runs"
 
-def _log_header(runs_dir: Path):
-    path = runs_dir / "registry.log"
-    if not path.is_file():
-        with atomic_write(path) as f: f.write("\t".join(REGISTRY_COLUMNS) + "\n")
-
 def _log(runs_dir: Path, **row):
-    "Append one tab-separated line to `runs/registry.log` (one `write`: lines of parallel workers never interleave)."
-    _log_header(runs_dir)
-    line = "\t".join(str(row[c]).replace("\t", " ") for c in REGISTRY_COLUMNS) + "\n"
-    with open(runs_dir / "registry.log", "a") as f: f.write(line)
+    """Append one tab-separated line to `runs/registry.log` holding the log's own lock (on a network filesystem
+    appends from several machines are not atomic), with the header first if the log is new."""
+    line = "\t".join(str(row.get(c, "")).replace("\t", " ").replace("\n", " ") or "-" for c in REGISTRY_COLUMNS) + "\n"
+    path = runs_dir / "registry.log"
+    with file_lock(runs_dir / ".registry.log.lock", what=path):
+        header = "" if path.is_file() and path.stat().st_size else "\t".join(REGISTRY_COLUMNS) + "\n"
+        with open(path, "a") as f:
+            f.write(header + line)
+            f.flush()
+            os.fsync(f.fileno())
 
 # %% ../nbs/18_registry.ipynb #4f0709e9
 def _needs_scoring(entry: dict | None, spec: dict, bootstrap: int) -> bool:
     return entry is None or entry.get("filters") != spec or entry.get("bootstrap", 0) < bootstrap
 
+def _todo(d: Path, specs: dict, bootstrap: int) -> dict:
+    old = read_metrics(d)
+    return {name: spec for name, spec in specs.items() if _needs_scoring(old.get(name), spec, bootstrap)}
+
+def _check_run_key(cfg: TrainConfig, d: Path):
+    "`d/run_key.json` names the run of `cfg`: written when missing or unreadable (it derives from the config); ValueError if another's."
+    key, path = json.loads(json.dumps(run_key(cfg))), d / "run_key.json"
+    try: saved = load_json(path)
+    except FileNotFoundError: saved = None
+    except ValueError: saved = "unreadable"
+    if isinstance(saved, dict):
+        if {k: v for k, v in saved.items() if k != "summary"} != key:
+            raise ValueError(f"{d} holds another run (its run_key.json differs): remove the folder")
+        return
+    if saved is not None: warnings.warn(f"{path} was unreadable or not a JSON object: rewritten from the config")
+    save_json(key | dict(summary=config_summary(cfg)), path)
+
+def _ensure_trained(cfg: TrainConfig, d: Path) -> tuple[str, str]:
+    "Holding the run's lock: `(action, note)` after training, resuming or repairing the run unless it is complete."
+    problems = run_problems(d)
+    if not problems: return "reused", ""
+    broken = any(v != "missing" for v in problems.values()) or "train.json" not in problems
+    why = ("incomplete: " + ", ".join(f"{k} {v}" for k, v in problems.items())) if broken else ""
+    if broken: warnings.warn(f"run {d.name} in {d.parent} is {why}; training it again")
+    summary = train(cfg, d, resume=True)
+    if not summary["complete"]: raise RuntimeError(f"run {d.name} stopped after {summary['epochs_done']} epochs")
+    if summary["restarted"]: return "retrained", "; ".join(filter(None, [why, f"started over: {summary['restarted']}"]))
+    return ("resumed" if summary["resumed_from"] else "trained"), why
+
+# %% ../nbs/18_registry.ipynb #94a606b3
 def get_run(cfg: TrainConfig, test_sets: dict | None = None, runs_dir=None, bootstrap: int = 1000,
             batch_size: int = 256, progress: bool = False) -> Run:
-    """The run of `cfg` in `runs_dir/<hash>/`: trained if it is not complete (a partial one is resumed), then
-    scored on the `test_sets` (name -> filter) that its `metrics.json` lacks. Logs the call in `registry.log`."""
+    """The run of `cfg` in `runs_dir/<hash>/`: trained if it is not complete (a partial one is resumed, a broken one
+    repaired), then scored on the `test_sets` (name -> filter) that its `metrics.json` lacks. Logs the call in
+    `registry.log`. Holds the run's lock to write; another process holding it is waited for."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     h = run_hash(cfg)
     d = runs_dir / h
     d.mkdir(parents=True, exist_ok=True)
-    key, key_path = json.loads(json.dumps(run_key(cfg))), d / "run_key.json"
-    if key_path.is_file():
-        if {k: v for k, v in load_json(key_path).items() if k != "summary"} != key:
-            raise ValueError(f"{d} holds another run (its run_key.json differs): remove the folder")
-    else: save_json(key | dict(summary=config_summary(cfg)), key_path)
-    t0 = time.perf_counter()
-    if (d / "train.json").is_file(): action = "reused"
-    else:
-        action = "resumed" if (d / "checkpoint.pt").is_file() else "trained"
-        summary = train(cfg, d, resume=True)
-        if not summary["complete"]: raise RuntimeError(f"run {h} stopped after {summary['epochs_done']} epochs")
-    t1 = time.perf_counter()
-    old = load_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+    _check_run_key(cfg, d)
     specs = {name: check_test_set(name, spec) for name, spec in (test_sets or {}).items()}
-    todo = {name: spec for name, spec in specs.items() if _needs_scoring(old.get(name), spec, bootstrap)}
-    if todo:
-        evaluate_run(d, todo, bootstrap=bootstrap, batch_size=batch_size, device=cfg.device, seed=0, progress=progress)
-    metrics = load_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
-    _log(runs_dir, time=time.strftime("%Y-%m-%d %H:%M:%S"), hash=h, action=action, train_s=round(t1 - t0, 1),
-         eval_s=round(time.perf_counter() - t1, 1), evaluated=",".join(todo) or "-", summary=config_summary(cfg))
-    return Run(h, d, cfg, {name: metrics[name] for name in specs}, action)
+    ready = not run_problems(d) and not _todo(d, specs, bootstrap)          # nothing to write: no lock needed
+    with contextlib.nullcontext() if ready else run_lock(d) as held:
+        t0 = time.perf_counter()
+        action, note = ("reused", "") if ready else _ensure_trained(cfg, d)
+        if held is not None and held.waited_for:
+            note = "; ".join(filter(None, [f"waited {held.waited_s:.0f} s for {held.waited_for}", note]))
+        t1 = time.perf_counter()
+        todo = {} if ready else _todo(d, specs, bootstrap)
+        if todo:
+            evaluate_run(d, todo, bootstrap=bootstrap, batch_size=batch_size, device=cfg.device, seed=0, progress=progress)
+        metrics = read_metrics(d)
+        _log(runs_dir, time=time.strftime("%Y-%m-%d %H:%M:%S"), hash=h, action=action, train_s=round(t1 - t0, 1),
+             eval_s=round(time.perf_counter() - t1, 1), evaluated=",".join(todo), summary=config_summary(cfg), note=note)
+    return Run(h, d, cfg, {name: metrics[name] for name in specs}, action, note)
 
-# %% ../nbs/18_registry.ipynb #94a606b3
+# %% ../nbs/18_registry.ipynb #b2ff7087
 def read_registry(runs_dir=None) -> pd.DataFrame:
-    "The registry log as a table (empty when nothing ran yet)."
+    "The registry log as a table of strings (empty when nothing ran yet; lines written before the `note` column get '')."
     path = Path(runs_dir or default_runs_dir()) / "registry.log"
-    if not path.is_file(): return pd.DataFrame(columns=list(REGISTRY_COLUMNS))
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    lines = path.read_text().splitlines()[1:] if path.is_file() else []
+    rows = [dict(zip(REGISTRY_COLUMNS, line.split("\t"))) for line in lines if line.strip()]
+    return pd.DataFrame(rows, columns=list(REGISTRY_COLUMNS)).fillna("")
 
 def check_registry(runs_dir=None) -> pd.DataFrame:
-    "Per run: how often it was trained, resumed and reused; a `ValueError` if any run was trained twice."
+    "Per run: how often it was trained, resumed, reused and retrained (repaired); a `ValueError` if any run was trained twice."
     log = read_registry(runs_dir)
-    counts = pd.crosstab(log.hash, log.action).reindex(columns=["trained", "resumed", "reused"], fill_value=0)
+    counts = pd.crosstab(log.hash, log.action).reindex(columns=list(ACTIONS), fill_value=0)
     twice = counts.index[counts.trained > 1].tolist()
     if twice: raise ValueError(f"run(s) trained more than once: {', '.join(twice)}")
     return counts
@@ -186,14 +220,13 @@ def train_missing(cfgs, runs_dir=None, workers: int = 1, threads: int = 1) -> li
     missing = {}
     for cfg in cfgs:
         h = run_hash(cfg)
-        if not (runs_dir / h / "train.json").is_file(): missing.setdefault(h, cfg)
+        if run_problems(runs_dir / h): missing.setdefault(h, cfg)
     if workers <= 1 or len(missing) <= 1:
         for cfg in missing.values(): get_run(cfg, None, runs_dir)
         return list(missing)
     import concurrent.futures as cf
     import multiprocessing as mp
     runs_dir.mkdir(parents=True, exist_ok=True)
-    _log_header(runs_dir)
     gs = {_cluster_key(c): c for c in missing.values() if c.decoupling_on}
     with cf.ProcessPoolExecutor(min(workers, len(missing)), mp_context=mp.get_context("spawn"),
                                 initializer=_worker_init, initargs=(threads,)) as pool:

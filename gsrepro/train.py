@@ -28,7 +28,7 @@ from tqdm import tqdm
 from .adbm import FeatureQueue, adbm_confidence, adbm_weights, all_gather_rows
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import PRESETS, RUNTIME_FIELDS, TrainConfig, parse_override
-from .core import atomic_write, default_device, save_json, seed_everything
+from .core import atomic_write, default_device, load_json, remove_stale_tmp, run_lock, save_json, seed_everything
 from .data import IMAGENET_MEAN, IMAGENET_STD, BalancedSampler, FaceDataset, collate_skip
 from .decoupling import SIMMIM_PRESETS, cluster_ids_for, sample_pull_push
 from .evaluate import score_batches
@@ -39,9 +39,10 @@ from .metrics import compute_metrics
 from .models import create_detector, require_weights
 
 # %% auto #0
-__all__ = ['DIST_TIMEOUT_S', 'Dist', 'init_dist', 'GlobalBatchSampler', 'Objective', 'NonFiniteLossError', 'train_step',
-           'build_datasets', 'decoupling_clusters', 'warn_if_upsampled', 'Trainer', 'run_summary', 'save_train_json',
-           'check_resumable', 'train', 'cli_parser', 'cli_main']
+__all__ = ['DIST_TIMEOUT_S', 'DIVERGED_NORM', 'DIVERGED_GROWTH', 'CHANCE_BAND', 'COMPLETE_FILES', 'TRAIN_FILES', 'MODEL_FILES',
+           'Dist', 'init_dist', 'GlobalBatchSampler', 'Objective', 'NonFiniteLossError', 'train_step', 'build_datasets',
+           'decoupling_clusters', 'warn_if_upsampled', 'DivergenceWarning', 'weight_norm', 'divergence', 'Trainer',
+           'run_summary', 'save_train_json', 'check_resumable', 'run_problems', 'train', 'cli_parser', 'cli_main']
 
 # %% ../nbs/16_train.ipynb #8130d7e2
 @dataclass
@@ -180,6 +181,7 @@ def gs_parts(self: Objective, z, logit, labels, domains, index, epoch: int, step
     self._pending = (zd, domains, clusters)                                # enqueued after backward
     return parts
 
+# %% ../nbs/16_train.ipynb #90f33ffa
 @patch
 def decoupling_parts(self: Objective, z, domains, clusters, targets, sim, batch_d, bank, mine: slice, step: int) -> dict:
     "Push (Eq. 7) and pull (Eq. 8) on sets drawn from the queue; an empty queue gives empty sets and loss 0."
@@ -274,6 +276,34 @@ def warn_if_upsampled(ds: FaceDataset, input_size: int):
         warnings.warn(f"the face crops are {side} px, smaller than the run's input of {input_size} px: they are upsampled "
                       f"(preprocess with --size {input_size} or more, or set image_size={side})", stacklevel=2)
 
+# %% ../nbs/16_train.ipynb #f2b88833
+DIVERGED_NORM = 1e6        # a weight norm above this is absurd for any detector here (healthy: tens to a few thousand)
+DIVERGED_GROWTH = 100.0    # growth over the initial norm that, with a validation AUC of ...
+CHANCE_BAND = 0.02         # ... 0.5 +- this at the last epoch, marks a diverged run
+
+class DivergenceWarning(UserWarning):
+    "A run finished with finite losses but diverged weights (see `divergence`)."
+
+def weight_norm(model: nn.Module) -> float:
+    "The L2 norm of all parameters of `model`, in float64 (the norms of a diverged run do not overflow)."
+    with torch.no_grad():
+        return torch.stack([p.detach().double().pow(2).sum() for p in model.parameters()]).sum().sqrt().item()
+
+def divergence(log: list, init_norm: float | None = None) -> str | None:
+    "Why the training `log` (rows with `epoch`, `val_auc`, `weight_norm`) looks diverged, or None; `init_norm`: before training."
+    rows = [r for r in log if r.get("weight_norm") is not None]
+    if not rows: return None
+    for r in rows:
+        n = r["weight_norm"]
+        if not math.isfinite(n) or n > DIVERGED_NORM:
+            return f"the weight norm is {n:.3g} at epoch {r['epoch']} (not finite, or above {DIVERGED_NORM:.0e})"
+    last, base = rows[-1], init_norm or rows[0]["weight_norm"]
+    growth = last["weight_norm"] / base if base > 0 else math.inf
+    if abs(last["val_auc"] - 0.5) <= CHANCE_BAND and growth > DIVERGED_GROWTH:
+        return (f"validation AUC {last['val_auc']:.3f} at epoch {last['epoch']} is chance and the weight norm grew "
+                f"{growth:.3g}x ({base:.3g} -> {last['weight_norm']:.3g})")
+    return None
+
 # %% ../nbs/16_train.ipynb #8a9ae240
 class Trainer:
     "One training run: data, guide space, detector, objective, optimizer; `fit()` trains, validates and checkpoints."
@@ -308,6 +338,7 @@ class Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if cuda else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.epoch, self.best, self.log = 0, dict(epoch=0, val_auc=-math.inf), []
+        self.init_weight_norm = weight_norm(self.model)                            # the baseline of `divergence`
 
 # %% ../nbs/16_train.ipynb #555e4438
 @patch
@@ -319,7 +350,7 @@ def state_dict(self: Trainer) -> dict:
                 optimizer=self.optimizer.state_dict(),
                 scheduler=self.scheduler.state_dict() if self.scheduler else None,
                 scaler=self.scaler.state_dict() if self.scaler else None,
-                rng=rng, best=dict(self.best), log=[dict(r) for r in self.log])
+                rng=rng, best=dict(self.best), log=[dict(r) for r in self.log], init_weight_norm=self.init_weight_norm)
 
 @patch
 def load_state_dict(self: Trainer, ckpt: dict):
@@ -334,6 +365,7 @@ def load_state_dict(self: Trainer, ckpt: dict):
         warnings.warn(f"checkpoint from {len(ckpt['rng'])} process(es), resuming on {self.dist.world}: "
                       "random augmentation continues from fresh seeds (the batches stay the same)")
     self.epoch, self.best, self.log = ckpt["epoch"], dict(ckpt["best"]), list(ckpt["log"])
+    self.init_weight_norm = ckpt.get("init_weight_norm", self.init_weight_norm)
 
 @patch
 def _last_good(self: Trainer) -> str:
@@ -391,7 +423,7 @@ def fit(self: Trainer, stop_after: int | None = None) -> dict:
         t0 = time.perf_counter()
         row = dict(epoch=epoch + 1, adbm=int(cfg.adbm_on and epoch >= self.objective.adbm_from),
                    **self.train_epoch(epoch, bar))
-        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row.update(lr=self.optimizer.param_groups[0]["lr"], weight_norm=weight_norm(self.model))
         t1 = time.perf_counter()
         row.update(self.validate())
         row.update(train_s=round(t1 - t0, 3), val_s=round(time.perf_counter() - t1, 3))
@@ -402,23 +434,32 @@ def fit(self: Trainer, stop_after: int | None = None) -> dict:
         bar.set_postfix(epoch=self.epoch, val_auc=f"{row['val_auc']:.4f}")
         state = self.state_dict()
         if d.main:
-            if improved:
-                save_checkpoint(dict(model=state["model"], epoch=self.epoch, val_auc=row["val_auc"],
-                                     config=state["config"], domain_names=state["domain_names"]), self.run_dir / "best.pt")
+            if improved: save_checkpoint(_best_record(state, row["val_auc"]), self.run_dir / "best.pt")
             save_checkpoint(state, self.run_dir / "checkpoint.pt")
-            with atomic_write(self.run_dir / "log.csv", newline="") as f: pd.DataFrame(self.log).to_csv(f, index=False)
+            _write_log(self.run_dir, self.log)
     bar.close()
-    summary = run_summary(cfg, self.run_dir, self.epoch, self.best, self.log, self.domain_names)
+    summary = run_summary(cfg, self.run_dir, self.epoch, self.best, self.log, self.domain_names, self.init_weight_norm)
     if d.main and summary["complete"]: save_train_json(summary, self.run_dir)
+    if d.main and "warning" in summary: warnings.warn(summary["warning"], DivergenceWarning)
     return summary
 
 # %% ../nbs/16_train.ipynb #06b0f82c
-def run_summary(cfg: TrainConfig, run_dir, epoch: int, best: dict, log: list, domain_names) -> dict:
-    "What `train` returns (and `train.json` holds, without the log)."
+def run_summary(cfg: TrainConfig, run_dir, epoch: int, best: dict, log: list, domain_names, init_norm=None) -> dict:
+    "What `train` returns (and `train.json` holds, without the log); a `warning` when the log looks diverged."
+    why = divergence(log, init_norm)
+    warning = {"warning": f"{run_dir}: training may have diverged: {why}; lower the learning rate"} if why else {}
     return dict(run_dir=str(run_dir), epochs_done=epoch, complete=epoch == cfg.epochs,
                 best_epoch=best["epoch"], best_val_auc=best["val_auc"],
                 first_val_auc=log[0]["val_auc"] if log else None, last_val_auc=log[-1]["val_auc"] if log else None,
-                domain_names=list(domain_names), train_s=round(sum(r["train_s"] for r in log), 2), log=log)
+                domain_names=list(domain_names), train_s=round(sum(r["train_s"] for r in log), 2), **warning, log=log)
+
+def _best_record(state: dict, val_auc: float) -> dict:
+    "What `best.pt` holds: the model of a trainer state with its epoch, validation AUC, config and domain names."
+    return dict(model=state["model"], epoch=state["epoch"], val_auc=val_auc, config=state["config"],
+                domain_names=state["domain_names"])
+
+def _write_log(run_dir, log: list):
+    with atomic_write(Path(run_dir) / "log.csv", newline="") as f: pd.DataFrame(log).to_csv(f, index=False)
 
 def save_train_json(summary: dict, run_dir):
     "`train.json`: the summary of a completed run (its presence marks the run as complete)."
@@ -431,36 +472,127 @@ def check_resumable(saved: dict, cfg: TrainConfig):
         raise ValueError("cannot resume with a different config; changed: "
                          + ", ".join(f"{k} ({saved.get(k)!r} -> {getattr(cfg, k)!r})" for k in changed))
 
+# %% ../nbs/16_train.ipynb #d04c7ba4
+COMPLETE_FILES = ("config.json", "train.json", "best.pt")          # a finished run needs them readable
+TRAIN_FILES = ("config.json", "guides.npz", "checkpoint.pt", "best.pt", "log.csv", "train.json")   # what `train` writes
+MODEL_FILES = ("checkpoint.pt", "best.pt", "log.csv", "train.json", "metrics.json", "scores.csv")   # a restart discards them
+_verified: set = set()
+
+def _unreadable(path: Path) -> str | None:
+    "Why the run file `path` cannot be used (a JSON object; a checkpoint with a model), or None."
+    try:
+        if path.suffix == ".json":
+            if not isinstance(load_json(path), dict): return "unreadable (not a JSON object)"
+        elif "model" not in load_checkpoint(path): return "unreadable (it holds no model)"
+    except FileNotFoundError: return "missing"
+    except ValueError as e: return f"unreadable ({str(e).splitlines()[0].replace(f'{path} is ', '')[:160]})"
+    return None
+
+def run_problems(run_dir, files=COMPLETE_FILES) -> dict:
+    "What keeps `run_dir` from being a complete run: `{file: 'missing' | 'unreadable (why)'}`, empty when complete."
+    out = {}
+    for name in files:
+        p = Path(run_dir) / name
+        try: st = p.stat()
+        except FileNotFoundError: out[name] = "missing"; continue
+        key = (str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key in _verified: continue
+        why = _unreadable(p)
+        if why: out[name] = why
+        else: _verified.add(key)
+    return out
+
+# %% ../nbs/16_train.ipynb #63f18cd7
+def _on_rank0(d: Dist, fn):
+    "`fn()` on rank 0, its (small) result given to every rank; an exception there is raised on every rank."
+    out, err = None, None
+    if d.main:
+        try: out = fn()
+        except Exception as e: err = e
+    out, err = d.gather_objects((out, err))[0]
+    if err is not None: raise err
+    return out
+
+def _restore_best(run_dir: Path, state: dict) -> str | None:
+    "Check `best.pt` against a checkpoint; rewrite it from the checkpoint if that holds the best epoch. Why it cannot be, else None."
+    best, path = state["best"], run_dir / "best.pt"
+    if best["epoch"] == 0: return None
+    try:
+        saved = load_checkpoint(path).get("epoch", -1)
+        if saved == best["epoch"] or saved > state["epoch"]: return None  # a later epoch: redone (bit-identically) by the resume
+        problem = f"holds epoch {saved}, not the best epoch {best['epoch']}"
+    except FileNotFoundError: problem = "is missing"
+    except ValueError as e: problem = f"is unreadable ({str(e).replace(f'{path} is ', '')})"
+    if best["epoch"] == state["epoch"]:
+        save_checkpoint(_best_record(state, best["val_auc"]), path)
+        warnings.warn(f"{path} {problem}: rewritten from checkpoint.pt (epoch {state['epoch']}, the best one)")
+        return None
+    return f"{path} {problem} and checkpoint.pt (epoch {state['epoch']}) cannot restore it (best epoch {best['epoch']})"
+
+def _sync_run_files(run_dir: Path, state: dict):
+    "On resume: `log.csv` from the checkpoint's log, and a missing or broken `config.json` from its config."
+    _write_log(run_dir, state["log"])
+    if _unreadable(run_dir / "config.json"): save_json(state["config"], run_dir / "config.json")
+
+# %% ../nbs/16_train.ipynb #efb471f8
+def _claim_run(cfg: TrainConfig, run_dir: Path, resume: bool, stack: contextlib.ExitStack, map_location, box: dict) -> dict:
+    "Rank 0: check weights, lock the folder, clear leftovers, load the checkpoint to resume from into `box` (or start over)."
+    if cfg.pretrained: require_weights(cfg.backbone, cfg.weights_cache)
+    stack.enter_context(run_lock(run_dir, wait=False))
+    remove_stale_tmp(run_dir, TRAIN_FILES + MODEL_FILES)
+    held = [n for n in ("checkpoint.pt", "best.pt", "train.json") if (run_dir / n).exists()]
+    if held and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run ({', '.join(held)}); resume it or choose another output folder")
+    state, why = None, None
+    if (run_dir / "checkpoint.pt").exists():
+        try: state = load_checkpoint(run_dir / "checkpoint.pt", map_location=map_location)
+        except ValueError as e: why = str(e)
+    if state is not None:
+        check_resumable(state["config"], cfg)
+        why = _restore_best(run_dir, state)
+        if why: state = None
+    if state is None and held:
+        why = why or f"{run_dir / 'checkpoint.pt'} is missing"
+        warnings.warn(f"{why}: training {run_dir} again from the start")
+        for name in MODEL_FILES: (run_dir / name).unlink(missing_ok=True)
+    if state is not None: _sync_run_files(run_dir, state)
+    box["state"] = state
+    return dict(resumed_from=state["epoch"] if state is not None else 0, restarted=why if held and state is None else None)
+
+def _finished(cfg: TrainConfig, run_dir: Path, state: dict, d: Dist) -> dict:
+    "The summary of a run whose checkpoint is at its last epoch; rank 0 writes a missing or broken `train.json`."
+    summary = run_summary(cfg, run_dir, state["epoch"], state["best"], state["log"], state["domain_names"],
+                          state.get("init_weight_norm"))
+    if d.main:
+        if _unreadable(run_dir / "train.json"): save_train_json(summary, run_dir)
+        if "warning" in summary: warnings.warn(summary["warning"], DivergenceWarning)
+    return summary
+
 # %% ../nbs/16_train.ipynb #e5f0d49e
 def train(cfg: TrainConfig, run_dir, resume: bool = False, stop_after: int | None = None) -> dict:
-    """Train `cfg` into `run_dir`; the summary (best epoch, validation AUCs, log rows).
+    """Train `cfg` into `run_dir`; the summary (best epoch, validation AUCs, log rows, `warning` if it diverged), plus
+    `resumed_from` (the checkpoint's epoch; 0: from scratch) and `restarted` (why an earlier run's files were discarded).
 
-    `resume=True` continues from `run_dir/checkpoint.pt` when there is one (and starts fresh otherwise);
-    `stop_after=n` ends this call after n epochs (a time-sliced job; resume later). Under `torchrun` every
-    process calls it and only rank 0 writes files. Pretrained weights are checked first, before any work."""
-    d = init_dist(cfg.device)
-    try:
-        if cfg.pretrained and d.main: require_weights(cfg.backbone, cfg.weights_cache)
-        d.barrier()
-        run_dir = Path(run_dir)
-        ckpt = run_dir / "checkpoint.pt"
-        if ckpt.exists() and not resume:
-            raise FileExistsError(f"{run_dir} already holds a run (checkpoint.pt); resume it or choose another output folder")
-        state = load_checkpoint(ckpt, map_location=d.device) if resume and ckpt.exists() else None
-        if state is not None:
-            check_resumable(state["config"], cfg)
-            if state["epoch"] >= cfg.epochs:                                    # finished: nothing to build
-                summary = run_summary(cfg, run_dir, state["epoch"], state["best"], state["log"], state["domain_names"])
-                if d.main and not (run_dir / "train.json").exists(): save_train_json(summary, run_dir)
-                return summary
-        trainer = Trainer(cfg, run_dir, d)
-        if state is not None: trainer.load_state_dict(state)
-        elif d.main:
-            save_json(cfg.to_dict(), run_dir / "config.json")
-            trainer.guide_space.save(run_dir / "guides.npz")
-        return trainer.fit(stop_after)
-    finally:
-        if d.owns_group: dist.destroy_process_group()
+    `resume=True` continues from `run_dir/checkpoint.pt` when there is one (and starts fresh otherwise, or over
+    when it cannot be resumed); `stop_after=n` ends this call after n epochs (a time-sliced job; resume later).
+    The run folder is locked for the call (`RunLocked` if another live process writes it). Under `torchrun`
+    every process calls it and only rank 0 writes files. Pretrained weights are checked first, before any work."""
+    d, run_dir = init_dist(cfg.device), Path(run_dir)
+    with contextlib.ExitStack() as lock:
+        try:
+            box = {}
+            start = _on_rank0(d, lambda: _claim_run(cfg, run_dir, resume, lock, d.device, box))
+            state = box["state"] if d.main else (
+                load_checkpoint(run_dir / "checkpoint.pt", map_location=d.device) if start["resumed_from"] else None)
+            if state is not None and state["epoch"] >= cfg.epochs: return _finished(cfg, run_dir, state, d) | start
+            trainer = Trainer(cfg, run_dir, d)
+            if state is not None: trainer.load_state_dict(state)
+            elif d.main: save_json(cfg.to_dict(), run_dir / "config.json")
+            if d.main and (state is None or not (run_dir / "guides.npz").is_file()):
+                trainer.guide_space.save(run_dir / "guides.npz")
+            return trainer.fit(stop_after) | start
+        finally:
+            if d.owns_group: dist.destroy_process_group()
 
 # %% ../nbs/16_train.ipynb #17220ee3
 def cli_parser(p):
@@ -475,11 +607,15 @@ def cli_main(args) -> int:
     overrides = dict(parse_override(s) for s in args.set)
     if args.data: overrides["data"] = args.data
     cfg = TrainConfig.from_preset(args.preset, **overrides)
-    try: result = train(cfg, args.out, resume=args.resume)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DivergenceWarning)               # printed below as the command's own line
+            result = train(cfg, args.out, resume=args.resume)
     except NonFiniteLossError as e:
         print(f"gsrepro train: error: {e}", file=sys.stderr)
         return 1
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{args.out}: {result['epochs_done']} epochs; best validation AUC {result['best_val_auc']:.4f} "
               f"at epoch {result['best_epoch']} (first epoch {result['first_val_auc']:.4f})")
+        if "warning" in result: print(f"gsrepro train: warning: {result['warning']}", file=sys.stderr)
     return 0

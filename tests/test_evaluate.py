@@ -1,6 +1,13 @@
 """`gsrepro.evaluate`: streamed scores.csv with the documented columns, metrics.json per test set with bootstrap
-intervals, incremental test sets, and the `gsrepro evaluate` command, on a tiny SynthFF and a one-epoch CE-2 run."""
+intervals, incremental test sets, two evaluations of one run at once, and the `gsrepro evaluate` command, on a tiny
+SynthFF and a one-epoch CE-2 run."""
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,3 +93,42 @@ def test_command_line(run, capsys):
     assert gsrepro_main(["evaluate", "--run", str(run_dir.parent / "missing")]) == 2
     err = capsys.readouterr().err
     assert "unknown test set(s) nope" in err and "config.json missing" in err
+
+
+def together(jobs, tmp: Path, timeout: float = 600) -> list:
+    """Run `(setup, action)` Python snippets, one process each: every process runs its setup (imports), then all run
+    their action at the same moment (a file barrier), so that they really overlap. `(returncode, stdout, stderr)` each."""
+    go, procs = tmp / "go", []
+    for i, (setup, action) in enumerate(jobs):
+        code = (f"{setup}\nimport pathlib, time\npathlib.Path({str(tmp / f'ready{i}')!r}).touch()\n"
+                f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.002)\n{action}\n")
+        procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, OMP_NUM_THREADS="1")))
+    deadline = time.time() + timeout
+    while not all((tmp / f"ready{i}").exists() for i in range(len(jobs))) and time.time() < deadline:
+        if any(p.poll() is not None for p in procs): break
+        time.sleep(0.01)
+    go.touch()
+    outputs = [p.communicate(timeout=timeout) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+
+
+def test_two_evaluations_at_once_keep_both(run, tmp_path):
+    """Two evaluations of one run started together used to lose one test set from metrics.json and scores.csv (each
+    read the files before the other wrote them): the second now waits for the first and adds its own."""
+    run_dir, data = run
+    mine = tmp_path / "run"
+    mine.mkdir()
+    for name in ("config.json", "best.pt"): shutil.copy(run_dir / name, mine / name)
+    setup = f"from gsrepro.evaluate import evaluate_run, standard_test_sets\nfrom gsrepro.manifest import read_manifest\n" \
+            f"sets = standard_test_sets(read_manifest({str(data)!r}))"
+    jobs = [(setup, f"evaluate_run({str(mine)!r}, {{{name!r}: sets[{name!r}]}}, bootstrap=200, progress=False)")
+            for name in ("synthff-c23", "synthff-c40")]
+    results = together(jobs, tmp_path)
+    assert [rc for rc, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    assert sum("waiting: " in err for _, _, err in results) == 1                  # they did meet
+    metrics = json.loads((mine / "metrics.json").read_text())
+    scores = pd.read_csv(mine / "scores.csv", dtype={"video_id": str})
+    assert set(metrics) == set(scores.test_set) == {"synthff-c23", "synthff-c40"}
+    for name, m in metrics.items(): assert m["n_frames"] == (scores.test_set == name).sum()
+    assert sorted(p.name for p in mine.iterdir()) == ["best.pt", "config.json", "metrics.json", "scores.csv"]

@@ -1,9 +1,20 @@
-"""`gsrepro.registry`, `gsrepro.protocols`, `gsrepro.tables`: the run hash, the registry (a run is trained once and reused, partial runs resume),
-protocols, and the table writer, on a tiny SynthFF with one-epoch runs."""
+"""`gsrepro.registry`, `gsrepro.protocols`, `gsrepro.tables`: the run hash, the registry (a run is trained once and reused, partial runs resume,
+two processes asking for one run train it once, broken runs are repaired and say why), protocols, and the table writer, on a tiny SynthFF
+with one-epoch runs."""
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from gsrepro.checkpoint import load_checkpoint
 from gsrepro.config import TrainConfig
+from gsrepro.core import load_json
 from gsrepro.protocols import TABLE_COLUMNS, Benchmark, Experiments
 from gsrepro.registry import check_registry, get_run, read_registry, run_hash
 from gsrepro.synth import ensure_synthff
@@ -42,7 +53,86 @@ def test_registry_trains_once_and_reuses(data, tmp_path):
     assert check_registry(tmp_path).loc[first.hash, "trained"] == 1
     (first.dir / "train.json").unlink()                                         # a partial run resumes, never restarts
     assert get_run(cfg, None, tmp_path).action == "resumed"
-    assert check_registry(tmp_path).loc[first.hash].tolist() == [1, 1, 1]
+    assert check_registry(tmp_path).loc[first.hash].tolist() == [1, 1, 1, 0]      # trained, resumed, reused, retrained
+
+
+def together(jobs, tmp: Path, timeout: float = 600) -> list:
+    """Run `(setup, action)` Python snippets, one process each: every process runs its setup (imports), then all run
+    their action at the same moment (a file barrier), so that they really overlap. `(returncode, stdout, stderr)` each."""
+    go, procs = tmp / "go", []
+    for i, (setup, action) in enumerate(jobs):
+        code = (f"{setup}\nimport pathlib, time\npathlib.Path({str(tmp / f'ready{i}')!r}).touch()\n"
+                f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.002)\n{action}\n")
+        procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, OMP_NUM_THREADS="1")))
+    deadline = time.time() + timeout
+    while not all((tmp / f"ready{i}").exists() for i in range(len(jobs))) and time.time() < deadline:
+        if any(p.poll() is not None for p in procs): break
+        time.sleep(0.01)
+    go.touch()
+    outputs = [p.communicate(timeout=timeout) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+
+
+def test_two_processes_ask_for_one_run(data, tmp_path):
+    """Two processes asking the registry for the same config at the same moment used to both train it (and
+    `check_registry` then failed): the second now waits on the run's lock, then reuses what the first trained."""
+    cfg = TrainConfig.from_preset("mini", data=str(data), dataset="synthff", loss="ce2", progress=False, **TINY_TRAIN)
+    setup = ("import json\nfrom gsrepro.config import TrainConfig\nfrom gsrepro.registry import get_run\n"
+             f"cfg = TrainConfig.from_dict(json.loads({json.dumps(cfg.to_dict())!r}))")
+    action = (f"run = get_run(cfg, {{'hq': dict(dataset='synthff', quality='c23')}}, {str(tmp_path / 'runs')!r}, bootstrap=20)\n"
+              "print(json.dumps(dict(action=run.action, note=run.note, auc=run.metric('hq'))))")
+    results = together([(setup, action)] * 2, tmp_path)
+    assert [rc for rc, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    runs = [json.loads(out.splitlines()[-1]) for _, out, _ in results]
+    assert sorted(r["action"] for r in runs) == ["reused", "trained"]
+    assert runs[0]["auc"] == runs[1]["auc"]
+    waited = next(r for r in runs if r["action"] == "reused")["note"]
+    assert waited.startswith("waited ") and f"on {os.uname().nodename}" in waited
+    log = read_registry(tmp_path / "runs")
+    assert log.action.tolist() == ["trained", "reused"] and log.evaluated.tolist() == ["hq", "-"]
+    assert log.note.tolist() == ["-", waited]
+    assert check_registry(tmp_path / "runs").loc[run_hash(cfg)].tolist() == [1, 0, 1, 0]
+
+
+def test_broken_runs_are_repaired_and_say_why(data, tmp_path):
+    """A run folder with a truncated best.pt used to be reused as complete: it is now restored from the checkpoint
+    (the checkpoint holds the best epoch) or, with the checkpoint truncated too, trained again; the call warns and the
+    log says why. A truncated metrics.json is scored again, a run_key.json that is not a JSON object rewritten."""
+    cfg = TrainConfig.from_preset("mini", data=str(data), dataset="synthff", loss="ce2", progress=False, **TINY_TRAIN)
+    hq = {"hq": dict(dataset="synthff", quality="c23")}
+    run = get_run(cfg, hq, tmp_path, bootstrap=20)
+    (run.dir / "best.pt").write_bytes((run.dir / "best.pt").read_bytes()[:4096])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = get_run(cfg, hq, tmp_path, bootstrap=20)
+    said = [str(w.message) for w in caught]
+    assert any(m.startswith(f"run {run.hash} in {tmp_path} is incomplete: best.pt unreadable (") and "truncated" in m
+               and m.endswith("; training it again") for m in said), said
+    assert any(m.endswith("rewritten from checkpoint.pt (epoch 1, the best one)") for m in said), said
+    assert again.action == "resumed" and again.note.startswith("incomplete: best.pt unreadable (")
+    assert load_checkpoint(run.dir / "best.pt")["epoch"] == 1 and again.metrics == run.metrics
+    for name in ("best.pt", "checkpoint.pt"): (run.dir / name).write_bytes(b"\0" * 100)
+    (run.dir / "config.json").write_text('{"loss": "ce')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        retrained = get_run(cfg, hq, tmp_path, bootstrap=20)
+    assert retrained.action == "retrained"
+    assert "config.json unreadable" in retrained.note and "started over: " in retrained.note
+    assert any("again from the start" in str(w.message) for w in caught)
+    assert retrained.metrics["hq"]["auc"] == pytest.approx(run.metrics["hq"]["auc"])      # deterministic training
+    (run.dir / "metrics.json").write_text('{"hq": {"auc": 0.')
+    (run.dir / "run_key.json").write_text('"not an object"')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert get_run(cfg, hq, tmp_path, bootstrap=20).action == "reused"
+    assert {"metrics.json", "run_key.json"} <= {Path(str(w.message).split(" ")[0]).name for w in caught}
+    assert load_json(run.dir / "metrics.json")["hq"]["auc"] == retrained.metrics["hq"]["auc"]
+    assert load_json(run.dir / "run_key.json")["summary"].startswith("loss=ce2")
+    log = read_registry(tmp_path)
+    assert log.action.tolist() == ["trained", "resumed", "retrained", "reused"]
+    assert log.evaluated.tolist() == ["hq", "-", "hq", "hq"]
+    assert check_registry(tmp_path).loc[run.hash].tolist() == [1, 1, 1, 1]
 
 
 def test_shared_runs_and_tables(data, tmp_path):

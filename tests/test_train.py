@@ -1,9 +1,13 @@
 """The trainer: exact resume, DDP (2 gloo processes via torchrun) equals one process, NaN stop, checkpoints
-that load with weights_only=True, every loss variant, the command line. All on a tiny SynthFF (32 px)."""
+that load with weights_only=True, every loss variant, the command line, one writer per run folder, leftovers
+and the log on resume, divergence with finite losses. All on a tiny SynthFF (32 px)."""
 import math
 import os
+import socket
 import subprocess
 import sys
+import time
+import warnings
 
 import pandas as pd
 import pytest
@@ -14,7 +18,8 @@ from gsrepro.cli import main as gsrepro_main
 from gsrepro.synth import generate, get_preset
 from gsrepro.checkpoint import load_checkpoint, load_detector
 from gsrepro.config import TrainConfig
-from gsrepro.train import NonFiniteLossError, train
+from gsrepro.core import load_json, read_lock
+from gsrepro.train import DivergenceWarning, NonFiniteLossError, train
 
 TIMES = ("train_s", "val_s")
 
@@ -39,7 +44,10 @@ def without_times(log):
 
 
 def test_checkpoints_load_weights_only(tiny, tmp_path):
-    result = train(tiny_cfg(tiny), tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(tiny_cfg(tiny), tmp_path)
+    assert not [w for w in caught if issubclass(w.category, DivergenceWarning)] and "warning" not in result
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert {"model", "objective", "optimizer", "scheduler", "scaler", "rng", "epoch", "best", "log", "config"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and len(ckpt["log"]) == 2 and len(ckpt["rng"]) == 1
@@ -51,7 +59,10 @@ def test_checkpoints_load_weights_only(tiny, tmp_path):
     assert best["val_auc"] == max(aucs)
     log = pd.read_csv(tmp_path / "log.csv")
     assert list(log.epoch) == [1, 2]
-    assert {"loss", "bce", "guide", "push", "pull", "val_auc", "val_video_auc", "train_s"} <= set(log.columns)
+    assert {"loss", "bce", "guide", "push", "pull", "val_auc", "val_video_auc", "train_s", "weight_norm"} <= set(log.columns)
+    assert (log.weight_norm > 0).all() and "warning" not in load_json(tmp_path / "train.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "checkpoint.pt", "config.json", "guides.npz", "log.csv",
+                                                           "train.json"]      # the lock is gone with its holder
     model, cfg, names = load_detector(tmp_path, "best")
     assert names == ["real", "DF", "F2F", "FS", "NT"] and cfg == tiny_cfg(tiny)
 
@@ -157,9 +168,72 @@ def test_cli_errors(tiny, tmp_path, capsys):
     cache = f"--set=cluster_cache={tiny['cluster_cache']}"
     assert gsrepro_main(["train", "--data", tiny["data"], *out, cache, "--set", "batch_size=1000"]) == 2
     assert "fewer than one batch" in capsys.readouterr().err
-    (tmp_path / "run").mkdir(); (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "run").mkdir(exist_ok=True); (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")
     assert gsrepro_main(["train", "--data", tiny["data"], *out, cache]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert "already holds a run (checkpoint.pt)" in capsys.readouterr().err
+
+
+def cli_sets(cfg) -> list:
+    return [f"--set={k}={v}" for k, v in cfg.to_dict().items() if k != "data" and v is not None]
+
+
+def test_second_writer_is_refused(tiny, tmp_path, capsys):
+    """Two `gsrepro train` into one --out used to both exit 0 and leave a folder mixing two runs: the second now
+    stops with one line naming the first, which finishes its run undisturbed."""
+    cfg, run = tiny_cfg(tiny, loss="ce2", epochs=4), tmp_path / "run"
+    args = ["train", "--data", tiny["data"], "--out", str(run), *cli_sets(cfg)]
+    first = subprocess.Popen([sys.executable, "-m", "gsrepro", *args], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        try:
+            if read_lock(run / ".lock")[0]: break
+        except FileNotFoundError: pass
+        time.sleep(0.02)
+    capsys.readouterr()
+    assert gsrepro_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gsrepro train: error: {run} is being written by pid {first.pid} on {socket.gethostname()} since ")
+    assert err.count("\n") == 1
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    assert len(pd.read_csv(run / "log.csv")) == 4 and load_json(run / "train.json")["epochs_done"] == 4
+    assert not (run / ".lock").exists()
+    assert gsrepro_main(args) == 2                               # and a finished folder is not overwritten either
+    assert "already holds a run (checkpoint.pt, best.pt, train.json)" in capsys.readouterr().err
+
+
+def test_resume_cleans_leftovers_and_rewrites_the_log(tiny, tmp_path):
+    """A kill leaves half-written `.NAME.*.tmp` files (they piled up to 203 MB) and, between the last checkpoint
+    and the log, a log.csv one epoch short: a resume removes the first and rewrites the log from the checkpoint."""
+    cfg = tiny_cfg(tiny, loss="ce2")
+    train(cfg, tmp_path, stop_after=1)
+    junk = [tmp_path / ".checkpoint.pt.a1b2c3d4.tmp", tmp_path / ".best.pt.e5f6g7h8.tmp"]
+    for p in junk: p.write_bytes(b"\0" * 2**20)
+    (tmp_path / "notes.tmp").write_text("not a leftover of ours")
+    assert train(cfg, tmp_path, resume=True)["resumed_from"] == 1
+    assert not any(p.exists() for p in junk) and (tmp_path / "notes.tmp").exists()
+    log = pd.read_csv(tmp_path / "log.csv")
+    log.iloc[:1].to_csv(tmp_path / "log.csv", index=False)      # killed after the last checkpoint, before the log ...
+    (tmp_path / "train.json").unlink()                          # ... and the summary
+    (tmp_path / ".checkpoint.pt.x.tmp").write_bytes(b"\0" * 1000)
+    resumed = train(cfg, tmp_path, resume=True)                  # nothing left to train
+    assert (resumed["resumed_from"], resumed["epochs_done"]) == (2, 2)
+    assert pd.read_csv(tmp_path / "log.csv").equals(log) and (tmp_path / "train.json").is_file()
+    assert not (tmp_path / ".checkpoint.pt.x.tmp").exists()
+
+
+def test_divergence_with_finite_loss_warns(tiny, tmp_path, capsys):
+    """A huge learning rate: the losses stay finite, the weights blow up, the detector answers at chance. It used to
+    exit 0 without a word; now the log has the weight norm, the summary and train.json a warning, the command says so."""
+    cfg = tiny_cfg(tiny, loss="ce2", lr=100.0)
+    assert gsrepro_main(["train", "--data", tiny["data"], "--out", str(tmp_path / "cli"), *cli_sets(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("gsrepro train: warning: ") == 1 and "training may have diverged: validation AUC 0.5" in err
+    assert "weight norm grew" in load_json(tmp_path / "cli" / "train.json")["warning"]
+    with pytest.warns(DivergenceWarning, match=r"the weight norm is \S+ at epoch 1 \(not finite, or above 1e\+06\)"):
+        result = train(cfg.replace(lr=1e6), tmp_path / "absurd")
+    assert all(math.isfinite(r["loss"]) for r in result["log"]) and result["log"][0]["weight_norm"] > 1e6
 
 
 def test_backbone_input_statistics(tiny):
