@@ -61,7 +61,7 @@ def test_checkpoints_load_weights_only(tiny, tmp_path):
     assert list(log.epoch) == [1, 2]
     assert {"loss", "bce", "guide", "push", "pull", "val_auc", "val_video_auc", "train_s", "weight_norm"} <= set(log.columns)
     assert (log.weight_norm > 0).all() and "warning" not in load_json(tmp_path / "train.json")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "checkpoint.pt", "config.json", "guides.npz", "log.csv",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "checkpoint.pt", "config.json", "guides.npz", "log.csv", "tb",
                                                            "train.json"]      # the lock is gone with its holder
     model, cfg, names = load_detector(tmp_path, "best")
     assert names == ["real", "DF", "F2F", "FS", "NT"] and cfg == tiny_cfg(tiny)
@@ -248,3 +248,17 @@ def test_backbone_input_statistics(tiny):
     assert torch.allclose(x, (raw / 255 - 0.5) / 0.5, atol=1e-5)
     mini = build_datasets(tiny_cfg(tiny))[0][0]["image"]
     assert mini.shape[1:] == (32, 32) and mini.min() < -1.0                  # ImageNet statistics reach below -1
+
+
+def test_tensorboard_scalars_and_adbm_weight_shares(tiny, tmp_path):
+    "Rank 0 writes every log column per epoch to RUN/tb/; A-DBM epochs log the share of the BCE weight on fakes."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    result = train(tiny_cfg(tiny, adbm_start_epoch=0), tmp_path)
+    events = EventAccumulator(str(tmp_path / "tb")); events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/bce", "train/guide", "train/push", "train/pull", "train/lr", "val/val_auc",
+            "adbm/adbm_fake_share", "adbm/adbm_max_weight", "time/step_s", "train/weight_norm"} <= tags
+    assert [e.step for e in events.Scalars("val/val_auc")] == [1, 2]
+    shares = [row["adbm_fake_share"] for row in result["log"]]
+    assert all(0 < s < 1 for s in shares)
+    assert pd.read_csv(tmp_path / "log.csv").adbm_fake_share.tolist() == pytest.approx(shares)
