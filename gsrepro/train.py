@@ -177,8 +177,9 @@ def gs_parts(self: Objective, z, logit, labels, domains, index, epoch: int, step
     if adbm_now:
         conf = all_gather_rows(adbm_confidence(zd, domains, bank_z, bank_d, cfg.adbm_k,
                                                cfg.adbm_alpha_real, cfg.adbm_alpha_forgery, sim=sim.detach()))  # (world*B,)
-        weights = adbm_weights(conf, cfg.adbm_temperature)[mine] * world   # Eq. 6 over the global batch
-        self._weight_stats.append(((weights * labels).sum() / weights.sum(), weights.max() * B))
+        w_all = adbm_weights(conf, cfg.adbm_temperature)                    # (world*B,) Eq. 6 over the global batch, sums to 1
+        weights = w_all[mine] * world
+        self._weight_stats.append(((w_all * all_gather_rows(labels.float())).sum(), w_all.max() * len(w_all)))
     parts = {"bce": weighted_bce(logit, labels, weights)}
     targets = None
     if cfg.use_guide or cfg.use_push:                                       # (K+1, d), row j the target of domain j
