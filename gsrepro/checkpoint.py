@@ -17,7 +17,6 @@ import torch
 
 from .config import TrainConfig
 from .core import atomic_write, default_device
-from .models import create_detector
 
 # %% auto #0
 __all__ = ['rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'load_detector']
@@ -70,6 +69,6 @@ def load_detector(run_dir, which: str = "best", device: str = "cpu"):
     state = load_checkpoint(run_dir / ("best.pt" if which == "best" else "checkpoint.pt"), map_location=device)
     cfg = TrainConfig.from_dict(state["config"])
     n_classes = len(state["domain_names"]) if cfg.loss == "ce_k1" else 1
-    model = create_detector(cfg.backbone, cfg.proj_dim, pretrained=False, n_classes=n_classes)
+    model = cfg.make_detector(n_classes)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg, list(state["domain_names"])

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_detector
 from .core import default_device, load_json, remove_stale_tmp, run_lock, save_json
-from .data import IMAGENET_MEAN, IMAGENET_STD, FaceDataset, make_loader, select_rows
+from .data import DECODED, IMAGENET_MEAN, IMAGENET_STD, FaceDataset, make_loader, select_rows
 from .manifest import read_manifest
 from .metrics import ScoreWriter, compute_metrics
 from .models import fake_probability
@@ -180,6 +180,7 @@ def evaluate_run(run_dir, test_sets: dict, data=None, which: str = "best", batch
     device = default_device(device)
     with run_lock(run_dir):                                            # the detector scored is the one the metrics name
         model, cfg, _ = load_detector(run_dir, which, device)
+        DECODED.resize(cfg.decode_cache_mb)                            # the run's own decode budget (0: none)
         return evaluate_model(model, data or cfg.data, test_sets, run_dir, image_size=cfg.input_size, mean=cfg.input_mean,
                               std=cfg.input_std, batch_size=batch_size,
                               device=device, bootstrap=bootstrap, seed=seed, num_workers=num_workers, progress=progress)

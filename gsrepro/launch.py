@@ -34,7 +34,7 @@ def add_selection_args(p):
     p.add_argument("--preset", default="mini", choices=("mini", "synth", "paper"),
                    help="mini (SynthFF-mini, the default run, CPU), synth (SynthFF at a larger size), paper (FF++, Celeb-DF, DFDC)")
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"only these reports (comma- or space-separated): {', '.join(REPORTS)}")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds of every measured cell (default: 0)")
+    p.add_argument("--seeds", nargs="+", type=int, help="training seeds of every measured cell (default: the preset's, mini and synth 0 1 2, paper 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training config field in every run, e.g. --set epochs=1 (repeatable)")
     p.add_argument("--ffpp", help="preset paper: output folder of `gsrepro preprocess ffpp` (c23 and c40)")

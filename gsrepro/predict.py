@@ -32,7 +32,6 @@ from .core import atomic_write, default_device, load_json
 from .data import FaceDataset, make_loader
 from .evaluate import score_batches
 from .metrics import video_scores
-from .models import create_detector
 from .preprocess import (IMAGE_FORMATS, FaceDetector, PreprocessConfig, VideoError, probe_video, read_frames,
                                 sample_indices, square_crop)
 
@@ -211,7 +210,7 @@ def file_model(path) -> LoadedModel:
         if size < 1 or len(mean) != 3 or len(std) != 3: raise ValueError(f"input {inp!r}")
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise ValueError(f"{path}: inconsistent gsrepro metadata ({_why(e)})") from None
-    model = create_detector(cfg.backbone, cfg.proj_dim, pretrained=False, n_classes=len(domains) if cfg.loss == "ce_k1" else 1)
+    model = cfg.make_detector(len(domains) if cfg.loss == "ce_k1" else 1)
     try: model.load_state_dict(tensors)
     except RuntimeError as e:
         raise ValueError(f"{path}: the weights do not fit a {cfg.backbone} detector ({_why(e)})") from None

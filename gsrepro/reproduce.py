@@ -12,7 +12,7 @@ from pathlib import Path
 from .core import atomic_write, default_device, load_json, repo_root, save_json
 from .launch import add_selection_args, missing_runs, planned_runs, selection
 from .protocols import REPORT_FILES, REPORTS, Experiments, estimate_cost, images_per_s, report_dir
-from .registry import train_missing
+from .registry import read_registry, train_missing
 
 # %% auto #0
 __all__ = ['notebook_path', 'notebook_parameters', 'run_report', 'write_index', 'cli_parser', 'training_estimate', 'cli_main',
@@ -97,9 +97,13 @@ def _train_all(exp: Experiments, names):
     runs = missing_runs(exp, names)
     if not runs: return
     print(f"[reproduce] training {len(runs)} missing runs ({exp.workers} at a time) ...", flush=True)
-    t0 = time.perf_counter()
-    train_missing({h: (cfg, sets) for h, (cfg, sets, _) in runs.items()}, exp.runs_dir, exp.workers, exp.threads, exp.bootstrap)
-    print(f"[reproduce] training: {time.perf_counter() - t0:.1f} s", flush=True)
+    t, t0 = {}, time.perf_counter()
+    train_missing({h: (cfg, sets) for h, (cfg, sets, _) in runs.items()}, exp.runs_dir, exp.workers, exp.threads, exp.bootstrap, t)
+    log = read_registry(exp.runs_dir)
+    log = log[log.hash.isin(list(runs)) & log.action.isin(["trained", "resumed", "retrained"])]
+    print(f"[reproduce] training: {time.perf_counter() - t0:.1f} s (SimMIM and clusters {t['clusters_s']:.1f} s, then the runs "
+          f"{t['runs_s']:.1f} s; summed over the runs: training {log.train_s.astype(float).sum():.0f} s, scoring "
+          f"{log.eval_s.astype(float).sum():.0f} s)", flush=True)
 
 def cli_main(args) -> int:
     t0 = time.perf_counter()
@@ -112,7 +116,7 @@ def cli_main(args) -> int:
         print(f"[reproduce] preset {args.preset} on the CPU: {estimate}", flush=True)
     out = Path(args.out) if args.out else repo_root() / report_dir(args.preset)
     if not args.no_train: _train_all(exp, names)
-    params = dict(seeds=list(args.seeds), train_overrides=exp.overrides, ffpp_data=args.ffpp, celebdf_data=args.celebdf,
+    params = dict(seeds=exp.seeds, train_overrides=exp.overrides, ffpp_data=args.ffpp, celebdf_data=args.celebdf,
                   dfdc_data=args.dfdc, runs_dir=args.runs, train=not args.no_train)
     for name in names:
         print(f"[reproduce] {name} ...", flush=True)

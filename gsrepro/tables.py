@@ -34,7 +34,7 @@ def paper_rows(paper: pd.DataFrame, methods=None, columns=None, table: str | Non
     if columns is not None: p = p[p.column.isin(columns)]
     out = pd.DataFrame(dict(table=table or (table_name(p.table.iloc[0]) if len(p) else ""), group=p.group, method=p.method,
                             column=p.column, metric=p.metric, value=p.value, std=math.nan, ci_low=math.nan, ci_high=math.nan,
-                            n_seeds=math.nan, source="paper", quoted_from=p.quoted_from, backbone=p.backbone,
+                            n_seeds=math.nan, per_seed="", source="paper", quoted_from=p.quoted_from, backbone=p.backbone,
                             param=p.param, param_value=p.param_value, runs="", note=p.note))
     return out.reset_index(drop=True)[list(TABLE_COLUMNS)]
 
@@ -100,7 +100,7 @@ def compare_with_paper(exp: Experiments, n, measured: pd.DataFrame, notes=(), pa
     paper = paper_rows(paper_table(n)) if paper is None else paper
     name = table_name(n)
     rows = pd.concat([paper, measured], ignore_index=True).assign(table=name)
-    write_table(rows, name, exp.out_dir, PAPER_CAPTIONS[name.removeprefix("table")], [*notes, *missing_note(measured)])
+    write_table(rows, name, exp.out_dir, PAPER_CAPTIONS[name.removeprefix("table")], [*notes, *exp.majority_note(measured), *missing_note(measured)])
     return rows
 
 def loss_and_ablation_table(exp: Experiments, n: int, cells: dict | None = None, theta: float = 120.0, notes=()) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """Papermill smoke runs of paper notebooks with tiny parameters: the tables have the expected rows and the
-`source` column, `-p theta` works, and a second notebook reuses the first one's runs (the registry log)."""
+`source` column, `-p theta` works, a second notebook reuses the first one's runs (the registry log), the diagnosis
+writes its findings and the claims report gives every claim a verdict."""
 from pathlib import Path
 
 import pandas as pd
@@ -9,14 +10,14 @@ import pytest
 from gsrepro.core import repo_root
 from gsrepro.registry import check_registry, read_registry
 
-TINY = dict(bootstrap=20, synth_overrides=dict(n_pairs=8, image_size=32, frames=2, qualities=["c23"], celebdf_real=4, dfdc_pairs=2),
+TINY = dict(bootstrap=20, seeds=[0], synth_overrides=dict(n_pairs=8, image_size=32, frames=2, qualities=["c23"], celebdf_real=4, dfdc_pairs=2),
             train_overrides=dict(epochs=1, image_size=32, batch_size=16, queue_size=64, n_clusters=4, adbm_k=8))
 
 
 def run_notebook(name, tmp: Path, **params) -> pd.DataFrame:
     pm.execute_notebook(repo_root() / "nbs" / f"{name}.ipynb", tmp / f"{name}.ipynb", kernel_name="python3", cwd=str(repo_root()),
                         progress_bar=False, parameters=dict(out_dir=str(tmp / "out"), data_dir=str(tmp / "data"),
-                                                            runs_dir=str(tmp / "runs"), **TINY, **params))
+                                                            runs_dir=str(tmp / "runs"), **{**TINY, **params}))
     return pd.read_csv(tmp / "out" / f"{name}.csv", dtype={"quoted_from": str, "runs": str}).fillna({"quoted_from": "", "runs": ""})
 
 
@@ -47,3 +48,18 @@ def test_table2_reuses_the_runs_of_table3(tmp):
     measured = t[t.source == "SynthFF-mini-custom"]
     assert sorted(zip(measured.method, measured.column)) == sorted((m, c) for m in ("Ours", "CE-2") for c in ("CelebDF", "DFDC"))
     assert set(measured.metric) == {"auc"}
+
+
+def test_diagnosis_then_claims(tmp):
+    findings = run_notebook("diagnose_gs", tmp, seeds=[0, 1], batches=2, n_boot=50)
+    assert list(findings.key) == ["geometry", "loss_balance", "adbm", "ablation", "synthff_trace"]
+    assert set(findings.points_at) <= {"SynthFF", "reconstruction", "nothing found"} and findings.finding.str.len().gt(40).all()
+    md = (tmp / "out/diagnose_gs.md").read_text()
+    assert all(f'<a id="{k}"></a>' in md for k in ("geometry", "loss-balance", "adbm", "ablation", "synthff-trace"))
+    claims = run_notebook("claims", tmp, seeds=[0, 1], train=False, n_boot=50)         # only the runs that exist
+    assert len(claims) == 12 and set(claims.verdict) <= {"supported", "contradicted", "inconclusive", "not measured"}
+    measured = claims.set_index("claim").verdict
+    assert measured["the full method beats its baseline cross-dataset"] != "not measured"   # the diagnosis trained these runs
+    assert measured["θ = 120° is the best of the θ grid"] == "not measured"                 # ... and not these
+    contradicted = claims[claims.verdict == "contradicted"]
+    assert all("diagnose_gs.md#" in str(d) for d in contradicted.diagnosis)
