@@ -48,7 +48,7 @@ CALIBRATION_CHANNELS = (16, 32, 64, 64)
 
 def small_cnn() -> nn.Module:
     "The package's SmallCNN (four conv-BN-ReLU-maxpool blocks, global average pooling) with one logit."
-    return SmallCNN(channels=CALIBRATION_CHANNELS, num_classes=1)
+    return SmallCNN(channels=CALIBRATION_CHANNELS, num_classes=1, pool_first=False)
 
 
 def load_split(manifest, **filters) -> tuple[torch.Tensor, np.ndarray]:

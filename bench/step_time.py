@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--amp", choices=("bf16", "fp16", "none"), default="none", help="autocast dtype (CUDA only)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC model and input (CUDA only, as in training)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC model and input (as in training, where the preset turns it on)")
     p.add_argument("--queue", type=int, default=None, help="queue size (default: the preset's: 1024 mini, 5120 otherwise)")
     p.add_argument("--proj-dim", type=int, default=512)
     p.add_argument("--k", type=int, default=55, help="A-DBM neighbours")
@@ -69,7 +69,7 @@ def parse_args(argv=None):
 
 
 def make_config(args, loss: str) -> TrainConfig:
-    preset = "mini" if args.backbone == "mini" else "paper"
+    preset = "mini" if args.backbone in ("mini", "mini_cnn") else "paper"   # the CPU stand-ins get the mini queue and clusters
     kw = dict(loss=loss, backbone=args.backbone, pretrained=False, image_size=args.size, batch_size=args.batch,
               proj_dim=args.proj_dim, adbm_k=args.k, n_clusters=args.clusters, amp=args.amp,
               channels_last=args.channels_last, device=args.device, epochs=60, adbm_start_epoch=0)
@@ -83,7 +83,7 @@ def build(args, loss: str, seed: int = 0):
     guides = make_guide_space(args.proj_dim, args.domains, cfg.theta).guides
     torch.manual_seed(seed)
     model = create_detector(cfg.backbone, cfg.proj_dim)
-    channels_last = device.type == "cuda" and args.channels_last
+    channels_last = args.channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
     g = torch.Generator().manual_seed(seed + 1)
     n_rows = args.batch * 64
@@ -132,7 +132,7 @@ def run_step(args, run: dict, batch, step: int) -> float:
     device = torch.device(args.device)
     t0 = time.perf_counter()
     train_step(run["model"], run["objective"], run["optimizer"], batch, epoch=10, step=step, device=device,
-               amp_dtype=amp_dtype(args), scaler=run["scaler"], channels_last=device.type == "cuda" and args.channels_last)
+               amp_dtype=amp_dtype(args), scaler=run["scaler"], channels_last=args.channels_last)
     if device.type == "cuda": torch.cuda.synchronize()
     return time.perf_counter() - t0
 

@@ -416,8 +416,8 @@ GPU_IMAGES_PER_S = {"efficientnet_b4": 293.1, "legacy_xception": 385.6, "resnet5
 GPU_SOURCE = "timm results/benchmark-train-amp-nchw-pt112-cu113-rtx3090.csv (one RTX 3090, AMP; Xception: timm's xception)"
 CPU_SCALE = 2.7 / 293.1      # EfficientNet-B4 at 320 px on 2 CPU cores (bench/step_time.py at 128 px, scaled by pixels) / GPU
 # the CPU stand-ins at 64 px, batch 32, one thread per run, two runs side by side on two cores: 25,600 training
-# images of a CE-2 run in 39 s (mini) and 28 s (mini_cnn) with data loading (bench/mini_recipe.py; any device)
-STANDIN_IMAGES_PER_S = {"mini": 650, "mini_cnn": 900}
+# images of a CE-2 run in 39 s (mini) and 20 s (mini_cnn) with data loading (bench/mini_recipe.py; any device)
+STANDIN_IMAGES_PER_S = {"mini": 650, "mini_cnn": 1300}
 
 def images_per_s(backbone: str, device: str) -> float:
     "Training throughput assumed for `backbone` on `device` (`cuda` or `cpu`)."

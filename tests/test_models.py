@@ -35,7 +35,7 @@ def test_mini_train_step_and_ce_k1_head():
     assert p.shape == (8,) and ((p >= 0) & (p <= 1)).all()
 
 
-def test_classifier_reads_z_by_default():
+def test_classifier_reads_the_projection_by_default():
     det = create_detector("mini", proj_dim=16)
     assert det.classifier.in_features == 16
     assert create_detector("mini", proj_dim=16, classifier_input="feature").classifier.in_features == 256
@@ -50,11 +50,12 @@ def test_unknown_backbone_is_one_line_error():
 def test_input_size_mean_std_come_from_timm():
     import timm
     sizes = {name: spec.input_size for name, spec in BACKBONES.items()}
-    assert sizes == dict(efficientnet_b4=320, legacy_xception=299, resnet50=224, dpn68=224, vgg19=224, mini=160)
+    assert sizes == dict(efficientnet_b4=320, legacy_xception=299, resnet50=224, dpn68=224, vgg19=224, mini=160, mini_cnn=64)
     for name, spec in BACKBONES.items():
         cfg = timm.models.get_pretrained_cfg(spec.timm_name)
         assert (spec.input_size, spec.mean, spec.std) == (cfg.input_size[-1], tuple(cfg.mean), tuple(cfg.std))
     assert backbone_spec("mini").timm_name == "test_efficientnet"
+    assert backbone_spec("mini_cnn").timm_name == "gsrepro_cnn"   # the package's own, registered in timm's registry
     assert backbone_spec("legacy_xception").mean == backbone_spec("legacy_xception").std == (0.5, 0.5, 0.5)
     assert backbone_spec("resnet50").mean == (0.485, 0.456, 0.406)
 
