@@ -44,7 +44,7 @@ nbtest: setup
 	$(BIN)/nbdev_test --n_workers 2 --skip_file_re '^(?![0-9][0-9]_)' --do_print
 
 pytest: setup
-	$(BIN)/pytest -q -n 2 --dist loadfile tests   # loadfile: a module's tests share module-scoped runs
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15 tests   # loadfile: a module's tests share module-scoped runs; the 15 slowest tests listed
 
 test: check-clean check-sync nbtest pytest
 
