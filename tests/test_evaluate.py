@@ -2,12 +2,7 @@
 intervals, incremental test sets, two evaluations of one run at once, and the `gsrepro evaluate` command, on a tiny
 SynthFF and a one-epoch CE-2 run."""
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +16,7 @@ from gsrepro.manifest import read_manifest
 from gsrepro.synth import generate, get_preset
 from gsrepro.config import TrainConfig
 from gsrepro.train import train
+from gsrepro.testing import together
 
 METRIC_KEYS = {"acc", "auc", "video_auc", "eer", "ap", "n_frames", "n_videos", "n_real", "n_fake", "filters"}
 
@@ -93,24 +89,6 @@ def test_command_line(run, capsys):
     assert gsrepro_main(["evaluate", "--run", str(run_dir.parent / "missing")]) == 2
     err = capsys.readouterr().err
     assert "unknown test set(s) nope" in err and "config.json missing" in err
-
-
-def together(jobs, tmp: Path, timeout: float = 600) -> list:
-    """Run `(setup, action)` Python snippets, one process each: every process runs its setup (imports), then all run
-    their action at the same moment (a file barrier), so that they really overlap. `(returncode, stdout, stderr)` each."""
-    go, procs = tmp / "go", []
-    for i, (setup, action) in enumerate(jobs):
-        code = (f"{setup}\nimport pathlib, time\npathlib.Path({str(tmp / f'ready{i}')!r}).touch()\n"
-                f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.002)\n{action}\n")
-        procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env=dict(os.environ, OMP_NUM_THREADS="1")))
-    deadline = time.time() + timeout
-    while not all((tmp / f"ready{i}").exists() for i in range(len(jobs))) and time.time() < deadline:
-        if any(p.poll() is not None for p in procs): break
-        time.sleep(0.01)
-    go.touch()
-    outputs = [p.communicate(timeout=timeout) for p in procs]
-    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
 
 
 def test_two_evaluations_at_once_keep_both(run, tmp_path):

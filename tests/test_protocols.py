@@ -3,9 +3,6 @@ two processes asking for one run train it once, broken runs are repaired and say
 with one-epoch runs."""
 import json
 import os
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from gsrepro.registry import check_registry, get_run, read_registry, run_hash
 from gsrepro.synth import ensure_synthff
 from gsrepro.tables import paper_rows, write_table
 from gsrepro.paper import paper_table
+from gsrepro.testing import together
 
 TINY_SYNTH = dict(n_pairs=8, image_size=32, frames=2, qualities=("c23",), celebdf_real=4, dfdc_pairs=2)
 TINY_TRAIN = dict(epochs=1, image_size=32, batch_size=16, queue_size=64, n_clusters=4, adbm_k=8)
@@ -54,24 +52,6 @@ def test_registry_trains_once_and_reuses(data, tmp_path):
     (first.dir / "train.json").unlink()                                         # a partial run resumes, never restarts
     assert get_run(cfg, None, tmp_path).action == "resumed"
     assert check_registry(tmp_path).loc[first.hash].tolist() == [1, 1, 1, 0]      # trained, resumed, reused, retrained
-
-
-def together(jobs, tmp: Path, timeout: float = 600) -> list:
-    """Run `(setup, action)` Python snippets, one process each: every process runs its setup (imports), then all run
-    their action at the same moment (a file barrier), so that they really overlap. `(returncode, stdout, stderr)` each."""
-    go, procs = tmp / "go", []
-    for i, (setup, action) in enumerate(jobs):
-        code = (f"{setup}\nimport pathlib, time\npathlib.Path({str(tmp / f'ready{i}')!r}).touch()\n"
-                f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.002)\n{action}\n")
-        procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env=dict(os.environ, OMP_NUM_THREADS="1")))
-    deadline = time.time() + timeout
-    while not all((tmp / f"ready{i}").exists() for i in range(len(jobs))) and time.time() < deadline:
-        if any(p.poll() is not None for p in procs): break
-        time.sleep(0.01)
-    go.touch()
-    outputs = [p.communicate(timeout=timeout) for p in procs]
-    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
 
 
 def test_two_processes_ask_for_one_run(data, tmp_path):
