@@ -63,3 +63,15 @@ def test_diagnosis_then_claims(tmp):
     assert measured["θ = 120° is the best of the θ grid"] == "not measured"                 # ... and not these
     contradicted = claims[claims.verdict == "contradicted"]
     assert all("diagnose_gs.md#" in str(d) for d in contradicted.diagnosis)
+
+
+def test_every_experiment_notebook_declares_the_shared_parameters():
+    "`reproduce` and `launch` pass `REPORT_PARAMETERS` to every notebook that trains: each must declare all of them, same defaults."
+    import ast
+    from gsrepro.protocols import REPORT_PARAMETERS, REPORTS
+    same = lambda v: {} if v is None else v                                   # no overrides: None or {}
+    for name in set(REPORTS) - {"fig_guidespace", "registry"}:              # these two train nothing
+        declared = pm.inspect_notebook(str(repo_root() / "nbs" / f"{name}.ipynb"))
+        assert set(REPORT_PARAMETERS) <= set(declared), (name, set(REPORT_PARAMETERS) - set(declared))
+        for k, v in REPORT_PARAMETERS.items():
+            assert same(ast.literal_eval(declared[k]["default"])) == same(v), (name, k, declared[k]["default"], v)
