@@ -108,7 +108,7 @@ def loss_gradients(run_dir, batches: int = 8) -> tuple[pd.DataFrame, pd.DataFram
     tr.load_state_dict(state)
     tr.model.train()
     obj, epoch = tr.objective, cfg.epochs - 1
-    lam = dict(bce=1.0, ce_k1=1.0, guide=cfg.lambda_guide, push=cfg.lambda_push, pull=cfg.lambda_pull)
+    lam = obj.lambdas
     params = [p for p in tr.model.parameters() if p.requires_grad]
     tr.sampler.set_epoch(epoch)
     terms, weights = [], []

@@ -150,13 +150,17 @@ class Objective(nn.Module):
     def adbm_active(self, epoch: int) -> bool:
         return self.cfg.adbm_on and epoch >= self.adbm_from and self.queue is not None and len(self.queue) > 0
 
+    @property
+    def lambdas(self) -> dict:
+        "The weight of each loss term in Eq. 9 (the classifier's own loss weighs 1)."
+        return dict(bce=1.0, ce_k1=1.0, guide=self.cfg.lambda_guide, push=self.cfg.lambda_push, pull=self.cfg.lambda_pull)
+
     def forward(self, z, logit, labels, domains, index, epoch: int, step: int):
         "z (B, d) unit rows, logit (B,) or (B, K+1); returns the loss and its detached terms."
         if self.cfg.loss == "ce2": parts = {"bce": weighted_bce(logit, labels)}
         elif self.cfg.loss == "ce_k1": parts = {"ce_k1": ce_k1_loss(logit, domains)}
         else: parts = self.gs_parts(z, logit, labels, domains, index, epoch, step)
-        lam = dict(bce=1.0, ce_k1=1.0, guide=self.cfg.lambda_guide, push=self.cfg.lambda_push, pull=self.cfg.lambda_pull)
-        loss = sum(lam[k] * v for k, v in parts.items())
+        loss = sum(self.lambdas[k] * v for k, v in parts.items())
         return loss, {k: v.detach() for k, v in parts.items()}
 
 # %% ../nbs/16_train.ipynb #66c50826
