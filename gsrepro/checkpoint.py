@@ -5,10 +5,8 @@
 # %% ../nbs/14_checkpoint.ipynb #c3783258
 from __future__ import annotations
 
-import errno
 import pickle
 import random
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -41,14 +39,15 @@ def set_rng_state(state: dict):
 
 # %% ../nbs/14_checkpoint.ipynb #bf6a2684
 def save_checkpoint(state: dict, path):
-    """`torch.save` through a temporary file: a crash mid-write leaves the previous checkpoint intact. A short write
-    (torch's zip writer says "unexpected pos" on a full disk) is an `OSError` naming the file."""
-    try:
-        with atomic_write(path, "wb") as f: torch.save(state, f)
-    except RuntimeError as e:
-        if "unexpected pos" not in str(e) and "write failed" not in str(e): raise
-        full = shutil.disk_usage(Path(path).parent).free < (64 << 20)
-        raise OSError(errno.ENOSPC if full else errno.EIO, "No space left on device" if full else "short write", str(path)) from None
+    """`torch.save` through a temporary file: a crash mid-write leaves the previous checkpoint intact. torch's zip
+    writer reports a failed write as a `RuntimeError` ("unexpected pos"); the `OSError` under it (a full disk, a
+    file-size limit, a quota) is raised instead, naming the file."""
+    with atomic_write(path, "wb") as f:
+        try: torch.save(state, f)
+        except RuntimeError as e:
+            cause = e.__context__
+            if not isinstance(cause, OSError): raise
+            raise OSError(cause.errno, cause.strerror or "write failed", str(path)) from None
 
 def load_checkpoint(path, map_location="cpu") -> dict:
     "Load a checkpoint with `weights_only=True` (no arbitrary code runs from the file)."

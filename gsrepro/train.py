@@ -373,7 +373,7 @@ def load_state_dict(self: Trainer, ckpt: dict):
     "Continue from a checkpoint (of the same config: `check_resumable`)."
     self.model.load_state_dict(ckpt["model"])
     self.objective.load_state_dict(ckpt["objective"])
-    self.optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt["optimizer"] is not None: self.optimizer.load_state_dict(ckpt["optimizer"])   # None: a finished run
     if self.scheduler: self.scheduler.load_state_dict(ckpt["scheduler"])
     if self.scaler and ckpt["scaler"]: self.scaler.load_state_dict(ckpt["scaler"])
     if len(ckpt["rng"]) == self.dist.world: set_rng_state(ckpt["rng"][self.dist.rank])
@@ -449,6 +449,7 @@ def fit(self: Trainer, stop_after: int | None = None) -> dict:
         if improved: self.best = dict(epoch=self.epoch, val_auc=row["val_auc"])
         bar.set_postfix(epoch=self.epoch, val_auc=f"{row['val_auc']:.4f}")
         state = self.state_dict()
+        if self.epoch == cfg.epochs: state["optimizer"] = None        # finished: a third of the size with Adam
         if d.main:
             if improved: save_checkpoint(_best_record(state, row["val_auc"]), self.run_dir / "best.pt")
             save_checkpoint(state, self.run_dir / "checkpoint.pt")
