@@ -44,7 +44,7 @@ nbtest: setup
 	$(BIN)/nbdev_test --n_workers 2 --skip_file_re '^(?![0-9][0-9]_)' --do_print
 
 pytest: setup
-	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15 tests   # loadfile: a module's tests share module-scoped runs; the 15 slowest tests listed
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15 -o tmp_path_retention_policy=failed tests   # loadfile: a module's tests share module-scoped runs; the 15 slowest listed; only failed tests keep their temporary folders (the paper-path runs are 3 GB)
 
 test: check-clean check-sync nbtest pytest
 
