@@ -39,7 +39,7 @@ def env() -> dict:
 
 
 def log_without_times(run: Path) -> list:
-    return pd.read_csv(run / "log.csv").drop(columns=list(TIMES)).fillna("NaN").to_dict("records")   # NaN: a statistic not logged yet
+    return pd.read_csv(run / "log.csv").drop(columns=list(TIMES)).astype(object).fillna("NaN").to_dict("records")   # NaN: a statistic not logged yet
 
 
 def leftovers(run: Path) -> list:
