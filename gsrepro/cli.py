@@ -20,6 +20,7 @@ COMMANDS = {
     "guides":     ("gsrepro.guidespace", "solve a guide space (Sec. 3.1) and save it as .npz"),
     "synth":      ("gsrepro.synth",      "generate the SynthFF benchmark: face images + manifest.csv"),
     "preprocess": ("gsrepro.preprocess", "turn raw FF++ / Celeb-DF / DFDC videos into face crops + manifest.csv"),
+    "import":     ("gsrepro.dfbench",    "bring DeepfakeBench's preprocessed FF++ / Celeb-DF / DFDC (its rearrange.py JSON) in as manifest.csv folders"),
     "train":      ("gsrepro.train",      "train a detector (CE-2, CE-(K+1), GS and its ablations)"),
     "evaluate":   ("gsrepro.evaluate",   "score a trained run on test sets: scores.csv + metrics.json"),
     "reproduce":  ("gsrepro.reproduce",  "run the paper notebooks with papermill and index reports/"),

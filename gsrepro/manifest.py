@@ -5,17 +5,19 @@
 # %% ../nbs/03_manifest.ipynb #df93a45d
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from .core import atomic_write
+from .core import atomic_write, load_json
 from .vocab import SPLITS
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'ROW_KEY', 'inside_path', 'check_paths', 'validate_manifest', 'read_manifest', 'write_manifest']
+__all__ = ['MANIFEST_COLUMNS', 'ROW_KEY', 'ROOT_FILE', 'inside_path', 'check_paths', 'validate_manifest', 'declared_root',
+           'real_inside', 'check_real_paths', 'read_manifest', 'write_manifest']
 
 # %% ../nbs/03_manifest.ipynb #6db288c4
 _OUTSIDE = re.compile(r"/|\.\.?(?:/|$)")   # a normalised path that is absolute, `.`, `..` or `../...`
@@ -69,9 +71,46 @@ def validate_manifest(df: pd.DataFrame, name: str = "manifest") -> pd.DataFrame:
     bad(df["video_id"].isin(mixed), "video_id", "one video must have one label, split, dataset and method at every quality")
     return df
 
+# %% ../nbs/03_manifest.ipynb #d78d0f75
+ROOT_FILE = "root.json"   # beside a manifest whose paths are relative to a declared folder elsewhere
+
+def declared_root(folder) -> Path | None:
+    "The folder that `folder/root.json` declares (relative: from `folder`), or None without the file."
+    f = Path(folder) / ROOT_FILE
+    if not f.is_file(): return None
+    d = load_json(f)
+    if not (isinstance(d, dict) and isinstance(d.get("root"), str) and d["root"].strip()):
+        raise ValueError(f'{f}: expected {{"root": "<folder the manifest\'s paths start from>"}}, got {d!r:.80}')
+    root = Path(folder) / d["root"]
+    if not root.is_dir(): raise FileNotFoundError(f"{f}: the declared root {root} is not a folder (the data moved? import it again with --root)")
+    return root.absolute()
+
+def real_inside(root, paths) -> list[bool]:
+    "For each path relative to `root` (normalised by `inside_path`): does the file it names, every link resolved, lie inside `root`?"
+    top = os.path.realpath(root)
+    prefix, dirs, out = top.rstrip(os.sep) + os.sep, {}, []
+    for p in paths:
+        head, name = posixpath.split(p)
+        d = dirs.get(head)
+        if d is None: d = dirs[head] = os.path.realpath(os.path.join(top, head))
+        full = os.path.join(d, name)
+        if os.path.islink(full): full = os.path.realpath(full)
+        out.append(full.startswith(prefix))
+    return out
+
+def check_real_paths(df: pd.DataFrame, root, name: str = "manifest") -> pd.DataFrame:
+    "A `ValueError` naming the first row whose file, links resolved, leaves `root` (after `check_paths`)."
+    norm = check_paths(df, name)
+    ok = real_inside(root, norm)
+    if not all(ok):
+        i = ok.index(False)
+        real = os.path.realpath(os.path.join(root, norm.iloc[i]))
+        raise _row_error(name, df, i, "path", f"resolves to {real}, outside the declared root {root} (a symbolic link)")
+    return df
+
 # %% ../nbs/03_manifest.ipynb #bf535671
 def read_manifest(path) -> pd.DataFrame:
-    "Read and validate a manifest; `df.attrs['root']` is the folder its paths are relative to."
+    "Read and validate a manifest; `df.attrs['root']` is the folder its paths are relative to (its own, or the one its `root.json` declares)."
     path = Path(path)
     if path.is_dir(): path = path / "manifest.csv"
     if not path.is_file(): raise FileNotFoundError(f"no manifest at {path}")
@@ -79,9 +118,11 @@ def read_manifest(path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a readable CSV ({' '.join(str(e).split())})") from None
     validate_manifest(df, name=str(path))
+    root = declared_root(path.parent)
+    if root is not None: check_real_paths(df, root, name=str(path))
     df["label"] = df["label"].astype(int)
     df["frame"] = df["frame"].astype(int)
-    df.attrs["root"] = path.parent.resolve()
+    df.attrs["root"] = (root or path.parent).resolve()
     return df
 
 def write_manifest(df: pd.DataFrame, path) -> Path:

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_write
+from .core import atomic_write, load_json
 from .paper import PAPER_CAPTIONS, paper_table
-from .protocols import TABLE_COLUMNS, VARIANTS, Experiments, variant_specs
+from .protocols import REAL_SOURCES, TABLE_COLUMNS, VARIANTS, Experiments, variant_specs
 
 # %% auto #0
 __all__ = ['table_name', 'paper_rows', 'format_cell', 'wide_table', 'write_table', 'unmeasured_note', 'missing_note',
-           'compare_with_paper', 'loss_and_ablation_table']
+           'compare_with_paper', 'loss_and_ablation_table', 'crops_note']
 
 # %% ../nbs/20_tables.ipynb #c49cef99
 _NUMERIC = ("value", "std", "ci_low", "ci_high", "n_seeds", "param_value")
@@ -100,7 +100,8 @@ def compare_with_paper(exp: Experiments, n, measured: pd.DataFrame, notes=(), pa
     paper = paper_rows(paper_table(n)) if paper is None else paper
     name = table_name(n)
     rows = pd.concat([paper, measured], ignore_index=True).assign(table=name)
-    write_table(rows, name, exp.out_dir, PAPER_CAPTIONS[name.removeprefix("table")], [*notes, *exp.majority_note(measured), *missing_note(measured)])
+    write_table(rows, name, exp.out_dir, PAPER_CAPTIONS[name.removeprefix("table")],
+                [*notes, *crops_note(exp), *exp.majority_note(measured), *missing_note(measured)])
     return rows
 
 def loss_and_ablation_table(exp: Experiments, n: int, cells: dict | None = None, theta: float = 120.0, notes=()) -> pd.DataFrame:
@@ -109,3 +110,19 @@ def loss_and_ablation_table(exp: Experiments, n: int, cells: dict | None = None,
     measured = exp.measure_many(variant_specs(exp, n, cells, dict(theta=float(theta))))
     notes = [exp.provenance + f" θ = {theta:g}° for the GS-family rows.", *notes, *unmeasured_note(measured, paper)]
     return compare_with_paper(exp, n, measured, notes, paper)
+
+# %% ../nbs/20_tables.ipynb #e745cac6
+def crops_note(exp) -> list:
+    """A note naming the data whose face crops came from elsewhere (`crops_from` in the `summary.json` beside its
+    manifest, written by `gsrepro import`), or nothing."""
+    bench, found = exp.bench, {}
+    data = {("FF++" if bench.real else bench.name): bench.data,
+            **{REAL_SOURCES.get(col, col): spec["data"] for col, spec in bench.cross.items() if spec.get("data")}}
+    for name, manifest in data.items():
+        folder = Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
+        try: s = load_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
+        except ValueError: s = {}
+        if isinstance(s, dict) and s.get("crops_from"):
+            found.setdefault((s["crops_from"], "/".join(map(str, s.get("crop_size") or []))), []).append(name)
+    return [f"Face crops of {', '.join(names)}: {origin}'s preprocessed frames ({f'{size} px, ' if size else ''}brought in by "
+            "`gsrepro import`), not cropped by `gsrepro preprocess`." for (origin, size), names in found.items()]

@@ -5,6 +5,7 @@
 # %% ../nbs/05_testing.ipynb #0d9720f8
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import numpy as np
 from .vocab import CELEBDF_LIST, DATASETS, DFDC_LABELS, FF_METHODS, FFPP_FOLDERS, FFPP_QUALITIES, SPLITS, ffpp_pairs
 
 # %% auto #0
-__all__ = ['C40_JPEG', 'astronaut_head', 'make_face_video', 'make_example_tree', 'together']
+__all__ = ['C40_JPEG', 'DFB_CELEBDF_LIST', 'DFB_CELEBDF_OTHERS', 'DFB_DFDC_LABELS', 'astronaut_head', 'make_face_video',
+           'make_example_tree', 'make_deepfakebench_tree', 'together']
 
 # %% ../nbs/05_testing.ipynb #0762bfd2
 def astronaut_head() -> np.ndarray:
@@ -91,6 +93,120 @@ def make_example_tree(dataset: str, root, n_frames: int = 24, size: tuple[int, i
     else:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     return root
+
+# %% ../nbs/05_testing.ipynb #d13ca8ef
+_DFB_LISTING = lambda names: sorted(names, reverse=True)   # "directory order": never the numeric one here
+
+def _dfb_video(folder: Path, video: str, n_frames: int, size: int, seed: int, fake: bool, length: int = 300) -> Path:
+    "Write `n_frames` crops of one video into `folder/frames/video/<n>.png` (`n` spaced over `length` frames, `{n:03d}`)."
+    out = folder / "frames" / video
+    out.mkdir(parents=True, exist_ok=True)
+    rng, face = np.random.default_rng(seed), cv2.resize(astronaut_head(), (size, size), interpolation=cv2.INTER_AREA)
+    for n in np.linspace(0, length - 1, n_frames).astype(int):
+        img = face.astype(np.int16) + rng.integers(-12, 13, face.shape)
+        if fake: img[size // 4: size // 2] += 40
+        cv2.imwrite(str(out / f"{n:03d}.png"), np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+def _dfb_entry(label: str, video_dir: Path, root: Path, style: str, masks: bool = False) -> dict:
+    "One video of the JSON: its label and its frames in directory order (absolute, or relative with backslashes)."
+    names = _DFB_LISTING([f.name for f in os.scandir(video_dir)]) if video_dir.is_dir() else []
+    path = (lambda n: str(video_dir / n)) if style == "posix" else (lambda n: str((video_dir / n).relative_to(root)).replace("/", "\\"))
+    entry = {"label": label, "frames": [path(n) for n in names]}
+    return entry | ({"masks": []} if masks else {})
+
+# %% ../nbs/05_testing.ipynb #c0abe4e5
+def _dfb_ffpp(root: Path, pairs: dict, qualities, methods, n_frames: int, size: int, style: str, seed) -> dict:
+    "The FF++ tree (with the DeepFakeDetection and FaceShifter extras) and every JSON rearrange.py writes for it."
+    ff = root / "FaceForensics++"
+    ff.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS: (ff / f"{split}.json").write_text(json.dumps([list(p) for p in ffpp_pairs(split)]))
+    blocks = {lab: {s: {q: {} for q in qualities} for s in ("train", "test", "val")}
+              for lab in ("FF-real", *(f"FF-{m}" for m in methods), "FF-FH", "DFD_fake", "DFD_real")}
+    for i, (split, (a, b)) in enumerate((s, p) for s in SPLITS for p in pairs[s]):
+        for q in qualities:
+            for v in (a, b):
+                folder = ff / "original_sequences/youtube" / q
+                _dfb_video(folder, v, n_frames, size, int(v), False, 1200 if i == 0 and v == a else 300)
+                blocks["FF-real"][split][q][v] = _dfb_entry("FF-real", folder / "frames" / v, root, style)
+            for m in methods:
+                folder = ff / "manipulated_sequences" / FFPP_FOLDERS[m] / q
+                for t, s in ((a, b), (b, a)):
+                    v = f"{t}_{s}"
+                    if i == 0 and m == methods[-1] and t == b: (folder / "frames" / v).mkdir(parents=True, exist_ok=True)  # no frames
+                    else: _dfb_video(folder, v, n_frames, size, next(seed), True)
+                    blocks[f"FF-{m}"][split][q][v] = _dfb_entry(f"FF-{m}", folder / "frames" / v, root, style, masks=True)
+        if i == 0:   # the extras the script needs to exist: one FaceShifter, one DeepFakeDetection fake and real
+            q = qualities[0]
+            for lab, folder, v, split_of in (("FF-FH", ff / "manipulated_sequences/FaceShifter" / q, f"{a}_{b}", (split,)),
+                                             ("DFD_fake", ff / "manipulated_sequences/DeepFakeDetection" / q, "01_02__walk__YVGY8LOK", None),
+                                             ("DFD_real", ff / "original_sequences/actors" / q, "01__walk", None)):
+                _dfb_video(folder, v, n_frames, size, next(seed), lab != "DFD_real")
+                for s in split_of or ("train", "val", "test"):
+                    blocks[lab][s][q][v] = _dfb_entry(lab, folder / "frames" / v, root, style, masks=lab != "DFD_real")
+    ffpp = {lab: blocks[lab] for lab in ("FF-real", *(f"FF-{m}" for m in methods))}
+    return {"FaceForensics++": {"FaceForensics++": ffpp},
+            **{lab: {lab: {"FF-real": blocks["FF-real"], lab: blocks[lab]}} for lab in ffpp if lab != "FF-real"},
+            "DeepFakeDetection": {"DeepFakeDetection": {"DFD_fake": blocks["DFD_fake"], "DFD_real": blocks["DFD_real"]}},
+            "FaceShifter": {"FaceShifter": {"FF-FH": blocks["FF-FH"], "FF-real": blocks["FF-real"]}}}
+
+# %% ../nbs/05_testing.ipynb #82fe5c30
+DFB_CELEBDF_LIST = ("1 Celeb-real/id0_0000.mp4", "1 Celeb-real/id1_0001.mp4", "1 YouTube-real/00000.mp4",
+                    "0 Celeb-synthesis/id0_id1_0000.mp4", "0 Celeb-synthesis/id1_id0_0001.mp4", "0 Celeb-synthesis/id2_id3_0002.mp4")
+DFB_CELEBDF_OTHERS = ("Celeb-real/id2_0002", "YouTube-real/00001", "Celeb-synthesis/id9_id8_0009")   # not in the test list
+DFB_DFDC_LABELS = (("aaqaifqrwn.mp4", 0), ("abarnvbtwb.mp4", 1), ("acazlolrpz.mp4", 0), ("adohdulfwb.mp4", 1), ("aelfnikyqj.mp4", 1))
+
+def _dfb_celebdf(root: Path, n_frames: int, size: int, style: str, seed) -> dict:
+    cd = root / "Celeb-DF-v2"
+    listed = [line.split()[1].removesuffix(".mp4") for line in DFB_CELEBDF_LIST]
+    for rel in listed[:-1] + list(DFB_CELEBDF_OTHERS):          # the last listed video has no frames
+        folder, v = rel.split("/")
+        _dfb_video(cd / folder, v, n_frames, size, next(seed), folder == "Celeb-synthesis")
+    (cd / CELEBDF_LIST).write_text("\n".join(DFB_CELEBDF_LIST))
+    labels = {}
+    for folder in ("Celeb-real", "Celeb-synthesis", "YouTube-real"):   # a label's dict is re-created for every folder
+        label = "CelebDFv2_fake" if folder == "Celeb-synthesis" else "CelebDFv2_real"
+        labels[label] = {"train": {}, "val": {}, "test": {}}
+        for v in sorted(os.listdir(cd / folder / "frames")):
+            labels[label]["train"][v] = _dfb_entry(label, cd / folder / "frames" / v, root, style)
+    for rel in listed:
+        folder, v = rel.split("/")
+        label = "CelebDFv2_real" if "real" in folder else "CelebDFv2_fake"
+        for split in ("test", "val"): labels[label][split][v] = _dfb_entry(label, cd / folder / "frames" / v, root, style)
+    return {"Celeb-DF-v2": {"Celeb-DF-v2": labels}}
+
+def _dfb_dfdc(root: Path, n_frames: int, size: int, style: str, seed) -> dict:
+    test = root / "DFDC" / "test"
+    for name, label in DFB_DFDC_LABELS[:-1]: _dfb_video(test, name.removesuffix(".mp4"), n_frames, size, next(seed), label == 1)
+    test.mkdir(parents=True, exist_ok=True)
+    (test / DFDC_LABELS).write_text("filename,label\n" + "".join(f"{n},{l}\n" for n, l in DFB_DFDC_LABELS))
+    labels = {lab: {"train": {}, "test": {}, "val": {}} for lab in ("DFDC_Real", "DFDC_Fake")}
+    for name, label in DFB_DFDC_LABELS:
+        v, lab = name.removesuffix(".mp4"), ("DFDC_Real", "DFDC_Fake")[label]
+        if not (test / "frames" / v).is_dir(): continue             # no frames: left out
+        labels[lab]["test"][v] = _dfb_entry(lab, test / "frames" / v, root, style)
+        labels[lab]["val"] = _dfb_entry(lab, test / "frames" / v, root, style)   # val overwritten by one video's dict
+    return {"DFDC": {"DFDC": labels}}
+
+# %% ../nbs/05_testing.ipynb #6629034b
+def make_deepfakebench_tree(root, datasets=DATASETS, n_frames: int = 4, size: int = 32, qualities=("c23", "c40"),
+                            methods=FF_METHODS, pairs_per_split: int = 1, style: str = "posix") -> dict[str, Path]:
+    """DeepfakeBench's preprocessed layout under `root` (its `dataset_root_path`) and the JSON files its `rearrange.py`
+    writes, in `root/dataset_json/`; returns `{json stem: path}` (`FaceForensics++`, `FF-DF`, …, `Celeb-DF-v2`, `DFDC`)."""
+    if style not in ("posix", "windows"): raise ValueError(f"style must be posix or windows, got {style!r}")
+    unknown = [x for x in datasets if x not in DATASETS]
+    if unknown: raise ValueError(f"unknown dataset {unknown[0]!r}; choose from {', '.join(DATASETS)}")
+    root, seed = Path(root).absolute(), iter(range(10**3, 10**6))
+    jsons = {}
+    if "ffpp" in datasets:
+        pairs = {s: ffpp_pairs(s)[:pairs_per_split] for s in SPLITS}
+        jsons |= _dfb_ffpp(root, pairs, tuple(qualities), tuple(methods), n_frames, size, style, seed)
+    if "celebdf" in datasets: jsons |= _dfb_celebdf(root, n_frames, size, style, seed)
+    if "dfdc" in datasets: jsons |= _dfb_dfdc(root, n_frames, size, style, seed)
+    out = root / "dataset_json"
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, data in jsons.items(): (out / f"{stem}.json").write_text(json.dumps(data))
+    return {stem: out / f"{stem}.json" for stem in jsons}
 
 # %% ../nbs/05_testing.ipynb #9b8cff6c
 def together(jobs, tmp, timeout: float = 600) -> list:
