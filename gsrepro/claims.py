@@ -18,7 +18,8 @@ from .protocols import PAPER_BACKBONES, VARIANTS, Experiments
 
 # %% auto #0
 __all__ = ['VERDICTS', 'verdict', 'combine_verdicts', 'Comparison', 'Claim', 'claim_comparisons', 'paper_effect', 'MissingRuns',
-           'cell_scores', 'measure_comparison', 'claim_rows']
+           'cell_scores', 'measure_comparison', 'video_means', 'real_forgery_angle', 'measure_angle_comparison',
+           'claim_rows']
 
 # %% ../nbs/24_claims.ipynb #10e88176
 VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
@@ -41,12 +42,13 @@ def combine_verdicts(verdicts) -> str:
 # %% ../nbs/24_claims.ipynb #3341e9c7
 @dataclass
 class Comparison:
-    "A − B over some columns: each side a `VARIANTS` row with config changes; the paper's rows for its effect."
+    "A − B over some columns: each side a `VARIANTS` row with config changes; the paper's rows (or value) for its effect."
     label: str
     a: tuple                     # (variant, {changes})
     b: tuple
     columns: list
-    paper: tuple = ()            # (table, paper row A, paper row B), ("grid", table, param, best value) or ("backbones",)
+    paper: tuple = ()            # (table, paper row A, paper row B), ("grid", table, param, best value), ("backbones",) or ("asked", effect)
+    metric: str = "auc"          # auc: AUC points from the runs' scores | angle: the learned real–forgery angle (degrees)
 
 @dataclass
 class Claim:
@@ -78,7 +80,7 @@ def _rows(exp, table: str, a: str, b: str, n) -> Comparison:
 
 # %% ../nbs/24_claims.ipynb #747359f6
 def claim_comparisons(exp: Experiments) -> list:
-    "The paper's claims as comparisons of the runs `exp`'s preset measures (Tables 1-5, 7, Appendix C)."
+    "The paper's claims as comparisons of the runs `exp`'s preset measures (Tables 1-5, 7, Appendix C), and θ's control of the geometry."
     t3 = lambda a, b: _rows(exp, "table3", a, b, 3)
     claims = [Claim("GS > CE-(K+1) > CE-2, cross-method and cross-dataset", "Table 3",
                     [t3("GS", "CE-(K+1)"), t3("CE-(K+1)", "CE-2")])]
@@ -100,6 +102,10 @@ def claim_comparisons(exp: Experiments) -> list:
         Comparison(f"θ 120° − θ {t:g}°", ("Ours", dict(theta=120.0)), ("Ours", dict(theta=float(t))), ["CelebDF", "DFDC"],
                    paper=("grid", 5, "theta_deg", 120.0))
         for t in exp.grid("table5", "theta") if t != 120.0]))
+    lo, hi = min(exp.grid("table5", "theta")), max(exp.grid("table5", "theta"))
+    claims.append(Claim("θ controls the learned geometry", "Table 5", [
+        Comparison(f"learned real–forgery angle, θ {hi:g}° − θ {lo:g}° (degrees)", ("Ours", dict(theta=float(hi))),
+                   ("Ours", dict(theta=float(lo))), ["FF++-HQ"], paper=("asked", float(hi - lo)), metric="angle")]))
     default = exp.config("FF++-HQ")
     for param, field_, name in (("k", "adbm_k", "k"), ("n_clusters", "n_clusters", "clusters")):
         paper = paper_table("appendix_c").query("param == @param")
@@ -113,7 +119,8 @@ def claim_comparisons(exp: Experiments) -> list:
 
 # %% ../nbs/24_claims.ipynb #6ff69a44
 def paper_effect(comp: Comparison) -> float:
-    "The paper's A − B in AUC points, mean over the comparison's columns it reports (NaN if none)."
+    "The paper's A − B in AUC points, mean over the comparison's columns it reports (NaN if none); for `('asked', x)`, x."
+    if comp.paper[0] == "asked": return float(comp.paper[1])              # the difference the config asks for (θ_A − θ_B)
     diffs = []
     for column in comp.columns:
         if comp.paper[0] == "backbones":
@@ -150,7 +157,8 @@ def cell_scores(exp: Experiments, variant: str, column: str, **changes) -> tuple
     return meta[:, 2].astype(int), np.stack(per_seed), meta[:, 0]
 
 def measure_comparison(exp: Experiments, comp: Comparison, n_boot: int = 2000, seed: int = 0) -> dict:
-    "The measured A − B (AUC points) over the comparison's columns, its 95% interval and per-column effects."
+    "The measured A − B (AUC points, or degrees for `metric='angle'`) over the comparison's columns, its 95% interval and per-column effects."
+    if comp.metric == "angle": return measure_angle_comparison(exp, comp, n_boot, seed)
     per_column = {}
     for k, column in enumerate(comp.columns):
         try: (ya, sa, ia), (yb, sb, ib) = (cell_scores(exp, v, column, **ch) for v, ch in (comp.a, comp.b))
@@ -162,6 +170,54 @@ def measure_comparison(exp: Experiments, comp: Comparison, n_boot: int = 2000, s
     both = mean_difference(list(per_column.values()))
     return dict(diff=100 * both["diff"], ci=[100 * c for c in both["ci"]],
                 per_column={c: 100 * r["diff"] for c, r in per_column.items()}, missing="")
+
+# %% ../nbs/24_claims.ipynb #f3981ef8
+_VIDEO_MEANS: dict = {}   # run folder -> (video means (V, d), video domains (V,)) of its training split
+
+def video_means(exp: Experiments, run, column: str, frames_per_video: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    "`(z̄ (V, d), domain (V,))`: per training video of `column` the mean of its frames' features under the run's last checkpoint."
+    from gsrepro.analysis import run_geometry
+    if run.dir not in _VIDEO_MEANS:
+        spec = dict(exp.bench.protocol(column)[2], split="train", frames_per_video=frames_per_video)
+        _, z, rows = run_geometry(run.dir, spec)
+        keep = rows.domain.to_numpy() >= 0
+        codes, videos = pd.factorize(rows.video_id[keep])
+        sums = np.zeros((len(videos), z.shape[1])); np.add.at(sums, codes, z[keep])
+        dom = np.zeros(len(videos), dtype=int); dom[codes] = rows.domain.to_numpy()[keep]
+        _VIDEO_MEANS[run.dir] = (sums / np.bincount(codes)[:, None], dom)
+    return _VIDEO_MEANS[run.dir]
+
+def real_forgery_angle(vz: np.ndarray, vdom: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    "Learned real–forgery angle (degrees) from video means, one per row of video weights `counts` (B, V) (None: each video once)."
+    counts = np.ones((1, len(vz))) if counts is None else counts
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)
+    real = unit(counts[:, vdom == 0] @ vz[vdom == 0])                                   # (B, d)
+    cos = [(real * unit(counts[:, vdom == k] @ vz[vdom == k])).sum(1) for k in np.unique(vdom) if k > 0]
+    return np.degrees(np.arccos(np.clip(cos, -1, 1))).mean(0)                          # (B,)
+
+# %% ../nbs/24_claims.ipynb #7607ff14
+def measure_angle_comparison(exp: Experiments, comp: Comparison, n_boot: int = 2000, seed: int = 0) -> dict:
+    "A − B of the learned real–forgery angle (degrees), mean over seeds, with a 95% interval over training videos and seeds."
+    column = comp.columns[0]
+    (va, ca), (vb, cb) = ((v, exp.runs([column], v, **ch)) for v, ch in (comp.a, comp.b))
+    diffs, boots, rng = [], [], np.random.default_rng(seed)
+    for s in exp.seeds:
+        (ra, _), (rb, _) = ca[(column, s)], cb[(column, s)]
+        if "missing" in (ra.action, rb.action):
+            return dict(diff=math.nan, ci=[math.nan, math.nan], per_column={}, missing=f"{va}/{vb} {column} seed {s}")
+        (za, da), (zb, db) = video_means(exp, ra, column), video_means(exp, rb, column)
+        if not np.array_equal(da, db): raise ValueError(f"{comp.label}: the two runs were embedded on different videos")
+        counts = np.zeros((n_boot, len(da)))
+        for k in np.unique(da):                                                       # resample videos within each domain
+            members = np.flatnonzero(da == k)
+            counts[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=n_boot)
+        diffs.append(float((real_forgery_angle(za, da) - real_forgery_angle(zb, db))[0]))
+        boots.append(real_forgery_angle(za, da, counts) - real_forgery_angle(zb, db, counts))
+    boots = np.stack(boots)                                                            # (S, n_boot)
+    picks = rng.integers(0, len(boots), size=(n_boot, len(boots)))                     # then the seeds
+    effect = boots[picks, np.arange(n_boot)[:, None]].mean(1)
+    return dict(diff=float(np.mean(diffs)), ci=np.percentile(effect, [2.5, 97.5]).tolist(),
+                per_column={column: float(np.mean(diffs))}, missing="")
 
 # %% ../nbs/24_claims.ipynb #b41c29fc
 def _fmt(diff, ci) -> str:

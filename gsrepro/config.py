@@ -18,6 +18,7 @@ from fastcore.basics import patch
 from .adbm import ADBM_BALANCE, adbm_start_epoch
 from .decoupling import SIMMIM_PRESETS
 from .guidespace import GUIDE_SOLVERS
+from .losses import GUIDE_FORMS, PULL_NEGATIVES
 from .models import CLASSIFIER_INPUTS, backbone_spec, create_detector
 
 # %% auto #0
@@ -57,7 +58,9 @@ class _ObjectiveFields:
     use_adbm: bool = True               # gs: A-DBM sample weights on BCE and guide loss (Eq. 5-6); off = 1/B
     theta: float = 120.0                # real-forgery guide angle θ in degrees (fixed by the paper)
     guide_solver: str = "closed_form"   # closed_form | lagrangian: the same guides (gsrepro.guidespace)
-    tau: float = 0.07                   # temperature τ of the guide and KCL losses (assumed)
+    guide_form: str = "pull"            # Eq. 3: pull (1 − cos to the guide; its minimum is the guides) | contrast | softmax (assumed)
+    tau: float = 0.07                   # temperature τ of the KCL losses and the contrast/softmax guide forms (assumed)
+    pull_negatives: str = "other_domain"  # Eq. 8 negatives: every queue row of another domain | other_class: of the other class (assumed)
     lambda_guide: float = 1.0           # λ_g (assumed 1)
     lambda_push: float = 1.0            # λ_push (assumed 1)
     lambda_pull: float = 1.0            # λ_pull (assumed 1)
@@ -127,7 +130,8 @@ class TrainConfig(_RuntimeFields, _OptimFields, _DecouplingFields, _AdbmFields, 
     "Every switch of a training run; the defaults are the paper's settings (`TrainConfig.from_preset('paper')`)."
     def __post_init__(self):
         if self.methods is not None: self.methods = list(self.methods)
-        choices = dict(loss=LOSSES, amp=AMP_MODES, bn=BN_MODES, lr_schedule=LR_SCHEDULES, guide_solver=tuple(GUIDE_SOLVERS),
+        choices = dict(loss=LOSSES, amp=AMP_MODES, bn=BN_MODES, lr_schedule=LR_SCHEDULES, guide_solver=tuple(GUIDE_SOLVERS), guide_form=tuple(GUIDE_FORMS),
+                       pull_negatives=PULL_NEGATIVES,
                        simmim=tuple(SIMMIM_PRESETS), classifier_input=CLASSIFIER_INPUTS,
                        adbm_balance=ADBM_BALANCE)
         for name, allowed in choices.items():
@@ -170,7 +174,9 @@ def decoupling_on(self: TrainConfig) -> bool: return self.is_gs and (self.use_pu
 @patch(as_prop=True)
 def adbm_on(self: TrainConfig) -> bool: return self.is_gs and self.use_adbm
 @patch(as_prop=True)
-def queue_on(self: TrainConfig) -> bool: return self.adbm_on or self.decoupling_on
+def queue_on(self: TrainConfig) -> bool:
+    "Whether the run keeps the feature queue Q: A-DBM, push/pull and the guide loss (its matching's domain means, Eq. 3) read it."
+    return self.adbm_on or self.decoupling_on or (self.is_gs and self.use_guide)
 @patch(as_prop=True)
 def input_size(self: TrainConfig) -> int:
     "The input side the run trains and evaluates at: `image_size`, or the backbone's own from timm's pretrained config."

@@ -5,14 +5,17 @@
 # %% ../nbs/10_losses.ipynb #03fd8c9c
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 # %% auto #0
-__all__ = ['weighted_bce', 'ce_k1_loss', 'guide_logits', 'guide_loss', 'hungarian_match', 'domain_means', 'matched_guides',
-           'kcl_loss', 'bank_similarity', 'push_loss', 'pull_loss']
+__all__ = ['GUIDE_FORMS', 'PULL_NEGATIVES', 'weighted_bce', 'ce_k1_loss', 'guide_logits', 'bank_similarity', 'guide_loss',
+           'hungarian_match', 'domain_means', 'matched_guides', 'guide_landscape', 'guide_geometry', 'kcl_loss',
+           'push_loss', 'pull_loss']
 
 # %% ../nbs/10_losses.ipynb #6beb264f
 def _batch_weights(weights, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -31,16 +34,42 @@ def ce_k1_loss(logits: torch.Tensor, domains: torch.Tensor, weights: torch.Tenso
     per_sample = F.cross_entropy(logits.float(), domains.long(), reduction="none")   # (B,)
     return (_batch_weights(weights, len(logits), logits) * per_sample).sum()
 
-# %% ../nbs/10_losses.ipynb #2a8330f5
+# %% ../nbs/10_losses.ipynb #916a4eb9
 def guide_logits(z: torch.Tensor, guides: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
     "Similarities of each embedding to each guide over τ: z (B, d), guides (K+1, d) → (B, K+1) float32 (autocast off)."
     with torch.autocast(z.device.type, enabled=False):
         return z.float() @ guides.to(z.device, torch.float32).T / tau
 
+def bank_similarity(z: torch.Tensor, bank_z: torch.Tensor) -> torch.Tensor:
+    "Cosine similarities of unit anchors to every queue row, (B, N) float32 (autocast off), no gradient into the queue."
+    with torch.autocast(z.device.type, enabled=False):
+        return z.float() @ bank_z.detach().float().T
+
+def _pull_terms(z, domains, guides, tau, bank):
+    "1 − cos(z_i, ĝ_i): zero exactly on the guide, whatever τ."
+    return 1.0 - (z.float() * guides.to(z.device, torch.float32)[domains.long()]).sum(1)
+
+def _contrast_terms(z, domains, guides, tau, bank):
+    "InfoNCE with the positive ĝ_i and the queue rows of the other domains as negatives (none: 0)."
+    bank_z, bank_domains, sim = bank
+    pos = (z.float() * guides.to(z.device, torch.float32)[domains.long()]).sum(1, keepdim=True) / tau   # (B, 1)
+    neg = (bank_similarity(z, bank_z) if sim is None else sim) / tau                                    # (B, N)
+    neg = neg.masked_fill(domains.long()[:, None] == bank_domains.long()[None, :], float("-inf"))
+    return torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1) - pos[:, 0]
+
+def _softmax_terms(z, domains, guides, tau, bank):
+    "Cross-entropy over the K+1 guides."
+    return F.cross_entropy(guide_logits(z, guides, tau), domains.long(), reduction="none")
+
+GUIDE_FORMS = {"pull": _pull_terms, "contrast": _contrast_terms, "softmax": _softmax_terms}   # Eq. 3, per sample (B,)
+
 def guide_loss(z: torch.Tensor, domains: torch.Tensor, guides: torch.Tensor, tau: float = 0.07,
-               weights: torch.Tensor | None = None) -> torch.Tensor:
-    "Eq. 3: pull each unit embedding z_i towards guide row `domains[i]`, away from the other guides."
-    per_sample = F.cross_entropy(guide_logits(z, guides, tau), domains.long(), reduction="none")   # (B,)
+               weights: torch.Tensor | None = None, form: str = "pull", bank_z: torch.Tensor | None = None,
+               bank_domains: torch.Tensor | None = None, sim: torch.Tensor | None = None) -> torch.Tensor:
+    "Eq. 3 in the form `form` (a key of `GUIDE_FORMS`): each unit embedding z_i to guide row `domains[i]`, weighted by w_i."
+    if form not in GUIDE_FORMS: raise ValueError(f"guide loss form must be one of {', '.join(GUIDE_FORMS)}, got {form!r}")
+    if form == "contrast" and bank_z is None: raise ValueError("the contrast form needs the feature queue (bank_z, bank_domains)")
+    per_sample = GUIDE_FORMS[form](z, domains, guides, tau, (bank_z, bank_domains, sim))   # (B,)
     return (_batch_weights(weights, len(z), z) * per_sample).sum()
 
 # %% ../nbs/10_losses.ipynb #fdc77a8d
@@ -83,6 +112,52 @@ def matched_guides(guides: torch.Tensor, z: torch.Tensor, domains: torch.Tensor,
     order = torch.as_tensor(np.concatenate([[0], 1 + perm]), device=guides.device)
     return guides[order], perm
 
+# %% ../nbs/10_losses.ipynb #eebbbe10
+def _unit_angle(a: torch.Tensor, b: torch.Tensor) -> float:
+    "Angle in degrees between the directions of two vectors."
+    return math.degrees(math.acos(float((F.normalize(a, dim=0) @ F.normalize(b, dim=0)).clamp(-1, 1))))
+
+def guide_landscape(form: str, theta: float, n_forgery: int = 4, dim: int = 512, tau: float = 0.07, steps: int = 2000,
+                    lr: float = 0.01, queue_per_domain: int = 64, queue_spread_deg: float = 10.0, seed: int = 0) -> dict:
+    "Where free unit vectors (one per domain, started on their guides) settle under `form` alone: degrees off the guides, angles."
+    from gsrepro.guidespace import closed_form_guides
+    gen = torch.Generator().manual_seed(seed)
+    G = torch.as_tensor(closed_form_guides(dim, n_forgery, theta, seed=seed).guides, dtype=torch.float32)   # (K+1, d)
+    doms = torch.arange(n_forgery + 1)
+    qd = doms.repeat_interleave(queue_per_domain)                                   # (N,) queue rows around each guide
+    u = torch.randn(len(qd), dim, generator=gen)
+    u = F.normalize(u - (u * G[qd]).sum(1, keepdim=True) * G[qd], dim=1)             # unit, orthogonal to its guide
+    a = math.radians(queue_spread_deg)
+    bank = math.cos(a) * G[qd] + math.sin(a) * u
+    p = (G + 1e-3 * torch.randn(G.shape, generator=gen)).requires_grad_(True)       # ~0.06° off the guides
+    opt = torch.optim.Adam([p], lr=lr)
+    for _ in range(steps):
+        loss = guide_loss(F.normalize(p, dim=1), doms, G, tau, form=form, bank_z=bank, bank_domains=qd)
+        opt.zero_grad(); loss.backward(); opt.step()
+    z = F.normalize(p.detach(), dim=1)
+    off = [_unit_angle(z[k], G[k]) for k in doms]
+    return dict(form=form, theta=float(theta), max_off_deg=max(off), off_deg=off, loss=loss.item(),
+                real_forgery=float(np.mean([_unit_angle(z[0], z[k]) for k in doms[1:]])),
+                forgery_forgery=float(np.mean([_unit_angle(z[k], z[l]) for k in doms[1:] for l in doms[1:] if k < l])))
+
+# %% ../nbs/10_losses.ipynb #2e84d3cd
+@torch.no_grad()
+def guide_geometry(z, domains, guides) -> dict:
+    "`cos` (K+1,) of each domain mean to its matched guide (NaN: absent), `real_forgery`, `forgery_forgery` (degrees), `span_share`, `perm`."
+    z, domains, guides = (torch.as_tensor(np.asarray(a)) for a in (z, domains, guides))
+    z, guides = z.float(), guides.float()
+    target, perm = matched_guides(guides, z, domains)                       # (K+1, d), row j the guide of domain j
+    means = F.normalize(domain_means(z, domains, len(guides)), dim=1)       # (K+1, d), NaN rows stay NaN
+    cos = (means * target).sum(1)
+    angle = lambda a, b: torch.rad2deg(torch.arccos((means[a] * means[b]).sum().clamp(-1, 1))).item()
+    K = len(guides) - 1
+    rf = [angle(0, k) for k in range(1, K + 1)]
+    ff = [angle(k, l) for k in range(1, K + 1) for l in range(k + 1, K + 1)]
+    basis = torch.linalg.qr(guides.T).Q                                     # (d, K+1) orthonormal span of the guides
+    span = ((z @ basis).norm(dim=1) / z.norm(dim=1).clamp(min=1e-12)).mean().item()
+    return dict(cos=cos.tolist(), real_forgery=float(np.nanmean(rf)), forgery_forgery=float(np.nanmean(ff)),
+                span_share=span, perm=perm)
+
 # %% ../nbs/10_losses.ipynb #ca1f9db1
 def kcl_loss(pos_sim: torch.Tensor, neg_sim: torch.Tensor, tau: float = 0.07,
              pos_mask: torch.Tensor | None = None, neg_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -100,10 +175,7 @@ def kcl_loss(pos_sim: torch.Tensor, neg_sim: torch.Tensor, tau: float = 0.07,
     return per_anchor.masked_fill(~valid, 0.0).sum() / valid.sum().clamp(min=1)
 
 # %% ../nbs/10_losses.ipynb #35511565
-def bank_similarity(z: torch.Tensor, bank_z: torch.Tensor) -> torch.Tensor:
-    "Cosine similarities of unit anchors to every queue row, (B, N) float32 (autocast off), no gradient into the queue."
-    with torch.autocast(z.device.type, enabled=False):
-        return z.float() @ bank_z.detach().float().T
+PULL_NEGATIVES = ("other_domain", "other_class")   # Eq. 8's negatives (assumed: other_domain)
 
 def push_loss(z: torch.Tensor, target_guides: torch.Tensor | None, bank_z: torch.Tensor, pos_idx: torch.Tensor,
               pos_valid: torch.Tensor, push_idx: torch.Tensor, push_valid: torch.Tensor, tau: float = 0.07,
@@ -117,8 +189,11 @@ def push_loss(z: torch.Tensor, target_guides: torch.Tensor | None, bank_z: torch
     return kcl_loss(pos_sim, sim.gather(1, push_idx), tau, pos_mask, push_valid)
 
 def pull_loss(z: torch.Tensor, domains: torch.Tensor, bank_z: torch.Tensor, bank_domains: torch.Tensor,
-              pull_idx: torch.Tensor, pull_valid: torch.Tensor, tau: float = 0.07, sim: torch.Tensor | None = None) -> torch.Tensor:
-    "Eq. 8: KCL with positives the pull set `pull_idx` (B, n_l), negatives every queue row of another domain."
+              pull_idx: torch.Tensor, pull_valid: torch.Tensor, tau: float = 0.07, sim: torch.Tensor | None = None,
+              negatives: str = "other_domain") -> torch.Tensor:
+    "Eq. 8: KCL with positives the pull set `pull_idx` (B, n_l), negatives the queue rows of another domain (or class)."
     sim = bank_similarity(z, bank_z) if sim is None else sim                              # (B, N)
-    other_domain = domains.long()[:, None] != bank_domains.long()[None, :]                # (B, N)
-    return kcl_loss(sim.gather(1, pull_idx), sim, tau, pull_valid, other_domain)
+    if negatives not in PULL_NEGATIVES: raise ValueError(f"pull negatives must be one of {', '.join(PULL_NEGATIVES)}, got {negatives!r}")
+    group = (lambda d: d.long()) if negatives == "other_domain" else (lambda d: d.long() > 0)   # domain, or real/fake
+    other = group(domains)[:, None] != group(bank_domains)[None, :]                         # (B, N)
+    return kcl_loss(sim.gather(1, pull_idx), sim, tau, pull_valid, other)

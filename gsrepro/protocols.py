@@ -367,7 +367,7 @@ REPORTS = {
     "registry": "The training runs behind every table (no run trained twice)",
 }
 # the files a notebook writes are named after it (`table3.md`, `table3.csv`, ...), except:
-REPORT_FILES = {"appendix_e": ("table6", "table7")}
+REPORT_FILES = {"appendix_e": ("table6", "table7"), "table5": ("table5", "fig_theta")}
 _PREPROCESS = "gsrepro preprocess {dataset} --root RAW --out DIR"
 
 def _needs(names) -> dict:

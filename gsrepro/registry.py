@@ -28,12 +28,13 @@ __all__ = ['RUN_KEY_VERSION', 'NOT_IDENTITY', 'GS_ONLY_FIELDS', 'SUMMARY_FIELDS'
            'read_registry', 'check_registry', 'train_missing']
 
 # %% ../nbs/18_registry.ipynb #13bac89d
-RUN_KEY_VERSION = 3                                   # bump when the meaning of a run's files changes (2: mini = test_efficientnet; 3: channels-last everywhere, SimMIM seed 0, w/o guide clean)
+RUN_KEY_VERSION = 4                                   # bump when the meaning of a run's files changes (2: mini = test_efficientnet; 3: channels-last everywhere, SimMIM seed 0, w/o guide clean; 4: guide loss forms, CE runs keyed without GS-only fields)
 NOT_IDENTITY = (*RUNTIME_FIELDS, "cluster_cache")     # where and how fast a run executes, not what it learns
 # fields only the GS objective reads: a CE-2 / CE-(K+1) run is the same run whatever they say
-GS_ONLY_FIELDS = ("use_guide", "use_push", "use_pull", "use_adbm", "theta", "guide_solver", "tau", "lambda_guide",
+GS_ONLY_FIELDS = ("use_guide", "use_push", "use_pull", "use_adbm", "theta", "guide_solver", "guide_form", "tau", "lambda_guide",
                   "lambda_push", "lambda_pull", "queue_size", "adbm_k", "adbm_start_epoch", "adbm_ref_epochs",
-                  "adbm_alpha_real", "adbm_alpha_forgery", "adbm_temperature", "n_clusters", "n_pull", "n_push", "simmim")
+                  "adbm_alpha_real", "adbm_alpha_forgery", "adbm_temperature", "n_clusters", "n_pull", "n_push", "simmim", "adbm_balance",
+                  "pull_negatives")
 
 _fingerprints: dict = {}
 
@@ -62,12 +63,11 @@ def _canonical(cfg: TrainConfig) -> dict:
     return {k: float(v) if hints[k] is float and isinstance(v, (int, float)) else v for k, v in cfg.to_dict().items()}
 
 def run_key(cfg: TrainConfig) -> dict:
-    "What decides a run: the config minus runtime fields, the data as a fingerprint, GS-only fields canonical for CE runs."
+    "What decides a run: the config minus runtime fields, the data as a fingerprint, without the GS-only fields for CE runs."
     d = _canonical(cfg)
     for k in NOT_IDENTITY: d.pop(k, None)
-    if cfg.loss != "gs":
-        defaults = _canonical(TrainConfig())
-        d.update({k: defaults[k] for k in GS_ONLY_FIELDS if k in d})
+    if cfg.loss != "gs":                                                 # a GS default that changes retrains no CE run
+        for k in GS_ONLY_FIELDS: d.pop(k, None)
     d["data"] = data_fingerprint(cfg.data)
     return dict(version=RUN_KEY_VERSION, config=d)
 

@@ -33,17 +33,17 @@ from .data import DECODED, IMAGENET_MEAN, IMAGENET_STD, BalancedSampler, FaceDat
 from .decoupling import SIMMIM_PRESETS, cluster_ids_for, sample_pull_push
 from .evaluate import score_batches
 from .guidespace import make_guide_space
-from .losses import bank_similarity, ce_k1_loss, guide_loss, matched_guides, pull_loss, push_loss, weighted_bce
+from .losses import bank_similarity, ce_k1_loss, guide_geometry, guide_loss, matched_guides, pull_loss, push_loss, weighted_bce
 from .manifest import read_manifest
-from .metrics import compute_metrics
+from .metrics import compute_metrics, probe_accuracy
 from .models import require_weights
 
 # %% auto #0
-__all__ = ['DIST_TIMEOUT_S', 'DIVERGED_NORM', 'DIVERGED_GROWTH', 'CHANCE_BAND', 'COMPLETE_FILES', 'TRAIN_FILES', 'MODEL_FILES',
-           'Dist', 'init_dist', 'GlobalBatchSampler', 'Objective', 'NonFiniteLossError', 'train_step', 'build_datasets',
-           'decoupling_clusters', 'warn_if_upsampled', 'DivergenceWarning', 'weight_norm', 'divergence', 'Trainer',
-           'run_summary', 'save_train_json', 'check_resumable', 'run_problems', 'train', 'cli_parser', 'cli_main',
-           'cli_interrupted']
+__all__ = ['DIST_TIMEOUT_S', 'DIVERGED_NORM', 'DIVERGED_GROWTH', 'CHANCE_BAND', 'PROBE_MAX_ROWS', 'COMPLETE_FILES', 'TRAIN_FILES',
+           'MODEL_FILES', 'Dist', 'init_dist', 'GlobalBatchSampler', 'Objective', 'NonFiniteLossError', 'train_step',
+           'build_datasets', 'decoupling_clusters', 'warn_if_upsampled', 'DivergenceWarning', 'weight_norm',
+           'divergence', 'Trainer', 'run_summary', 'save_train_json', 'check_resumable', 'run_problems', 'train',
+           'cli_parser', 'cli_main', 'cli_interrupted']
 
 # %% ../nbs/16_train.ipynb #a1abe9a5
 @dataclass
@@ -126,13 +126,22 @@ class Objective(nn.Module):
                              persistent=False)
         self.adbm_from = cfg.adbm_first_epoch
         self._pending, self._weight_stats = None, []
+        self._perm, self._match_changes = None, []                   # the guide matching, and whether each step changed it
 
     def epoch_stats(self) -> dict:
-        "Means over the epoch's A-DBM steps (then reset): the share of the BCE weight on fakes, the largest weight × B."
-        if not self._weight_stats: return {}
-        fake_share, max_w = torch.tensor(self._weight_stats).mean(0).tolist()
-        self._weight_stats = []
-        return dict(adbm_fake_share=fake_share, adbm_max_weight=max_w)
+        """Means over the epoch's steps (then reset): the share of steps whose guide matching changed; over the A-DBM
+        steps, the share of the BCE weight on fakes and the largest weight × B."""
+        out = dict(match_changes=float(np.mean(self._match_changes))) if self._match_changes else {}
+        if self._weight_stats:
+            fake_share, max_w = torch.tensor(self._weight_stats).mean(0).tolist()
+            out |= dict(adbm_fake_share=fake_share, adbm_max_weight=max_w)
+        self._weight_stats, self._match_changes, self._perm = [], [], None   # per epoch: a resumed epoch counts the same
+        return out
+
+    def note_matching(self, perm: np.ndarray):
+        "Record this step's matching of forgery domains to guides (for `match_changes`)."
+        if self._perm is not None: self._match_changes.append(float(not np.array_equal(perm, self._perm)))
+        self._perm = perm
 
     @property
     def parts(self) -> tuple:
@@ -177,7 +186,8 @@ def gs_parts(self: Objective, z, logit, labels, domains, index, epoch: int, step
     weights = None                                                          # 1/B
     adbm_now = self.adbm_active(epoch)
     # one (B, N) similarity to the queue serves A-DBM, push and pull
-    sim = bank_similarity(z, bank_z) if (adbm_now or cfg.decoupling_on) and bank_z is not None else None
+    contrast = cfg.use_guide and cfg.guide_form == "contrast"
+    sim = bank_similarity(z, bank_z) if (adbm_now or cfg.decoupling_on or contrast) and bank_z is not None else None
     if adbm_now:
         conf = all_gather_rows(adbm_confidence(zd, domains, bank_z, bank_d, cfg.adbm_k,
                                                cfg.adbm_alpha_real, cfg.adbm_alpha_forgery, sim=sim.detach()))  # (world*B,)
@@ -188,8 +198,9 @@ def gs_parts(self: Objective, z, logit, labels, domains, index, epoch: int, step
     parts = {"bce": weighted_bce(logit, labels, weights)}
     targets = None                                                          # "w/o guide": the guides act nowhere
     if cfg.use_guide:                                                       # (K+1, d), row j the target of domain j
-        targets, _ = matched_guides(self.guides, batch_z, batch_d, bank_z, bank_d)
-        parts["guide"] = guide_loss(z, domains, targets, cfg.tau, weights)
+        targets, perm = matched_guides(self.guides, batch_z, batch_d, bank_z, bank_d)
+        self.note_matching(perm)
+        parts["guide"] = guide_loss(z, domains, targets, cfg.tau, weights, cfg.guide_form, bank_z, bank_d, sim)
     clusters = self.cluster_of[index] if cfg.decoupling_on else None       # (B,)
     if cfg.decoupling_on:
         parts |= self.decoupling_parts(z, domains, clusters, targets, sim, batch_d, (bank_z, bank_d, bank_c), mine, step)
@@ -212,7 +223,8 @@ def decoupling_parts(self: Objective, z, domains, clusters, targets, sim, batch_
                          sets.push_valid, cfg.tau, sim=sim)
         parts["push"] = loss if world == 1 else loss * _global_mean_scale(sets.push_valid.any(1), world)
     if cfg.use_pull:
-        loss = pull_loss(z, domains, bank_z, bank_d, sets.pull_idx, sets.pull_valid, cfg.tau, sim=sim)
+        loss = pull_loss(z, domains, bank_z, bank_d, sets.pull_idx, sets.pull_valid, cfg.tau, sim=sim,
+                         negatives=cfg.pull_negatives)
         parts["pull"] = loss if world == 1 else loss * _global_mean_scale(
             sets.pull_valid.any(1) & (domains[:, None] != bank_d[None]).any(1), world)
     return parts
@@ -420,12 +432,30 @@ def validate(self: Trainer) -> dict:
     loader = DataLoader(Subset(self.val_ds, positions), batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         collate_fn=collate_skip, pin_memory=self.device.type == "cuda",
                         generator=torch.Generator().manual_seed(0))     # leaves the global RNG alone
-    probs = [p for _, p, _ in score_batches(self.model, loader, self.device, self.amp_dtype, self.channels_last)]
+    _, probs, zs = zip(*score_batches(self.model, loader, self.device, self.amp_dtype, self.channels_last, embeddings=True))
     score = np.empty(len(self.val_ds))
     for pos, s in d.gather_objects((positions, np.concatenate(probs))): score[pos] = s
     frame = self.val_ds.frame
     m = compute_metrics(frame["label"].to_numpy(), score, frame["video_id"].to_numpy())
-    return dict(val_auc=m["auc"], val_video_auc=m["video_auc"], val_acc=m["acc"])
+    geometry = self.geometry(np.concatenate(zs), positions) if d.main else {}
+    return dict(val_auc=m["auc"], val_video_auc=m["video_auc"], val_acc=m["acc"]) | geometry
+
+# %% ../nbs/16_train.ipynb #b81bc390
+PROBE_MAX_ROWS = 4000   # validation features the per-epoch forgery-domain probe reads at most (evenly spaced)
+
+@patch
+def geometry(self: Trainer, z: np.ndarray, positions: list) -> dict:
+    """The validation features `z` (rows `positions` of the validation split; under DDP rank 0's share) against the
+    guides: `geo_cos_<domain>`, `geo_real_forgery`, `geo_forgery_forgery`, `geo_span_share`, and `geo_probe_acc`, the
+    held-out-video accuracy of a linear probe for the forgery domain (can the encoder tell the methods apart?)."""
+    domains, videos = self.val_ds.domains[positions], self.val_ds.frame["video_id"].to_numpy()[positions]
+    g = guide_geometry(z, domains, self.objective.guides.cpu())
+    out = {f"geo_cos_{name}": c for name, c in zip(self.domain_names, g["cos"])}
+    out |= dict(geo_real_forgery=g["real_forgery"], geo_forgery_forgery=g["forgery_forgery"], geo_span_share=g["span_share"])
+    fake = np.flatnonzero(domains > 0)
+    fake = fake[np.linspace(0, len(fake) - 1, min(len(fake), PROBE_MAX_ROWS)).astype(int)] if len(fake) else fake
+    acc = probe_accuracy(z[fake], domains[fake], videos[fake]) if len(fake) else np.array([np.nan])
+    return out | dict(geo_probe_acc=float(np.mean(acc)))
 
 # %% ../nbs/16_train.ipynb #cf0a6041
 @patch
@@ -464,13 +494,14 @@ def fit(self: Trainer, stop_after: int | None = None) -> dict:
 
 @patch
 def tensorboard(self: Trainer, row: dict):
-    "The epoch's scalars in `run_dir/tb/` for TensorBoard (rank 0): loss terms, lr, validation, A-DBM weights, times."
+    "The epoch's scalars in `run_dir/tb/` for TensorBoard (rank 0): loss terms, lr, validation, geometry, A-DBM weights, times."
     if self._tb is None:
         from torch.utils.tensorboard import SummaryWriter
         self._tb = SummaryWriter(str(self.run_dir / "tb"))
     for k, v in row.items():
         if k == "epoch" or not isinstance(v, (int, float)): continue
-        group = "val" if k.startswith("val_") else "time" if k.endswith("_s") else "adbm" if k.startswith("adbm_") else "train"
+        group = ("val" if k.startswith("val_") else "geometry" if k.startswith("geo_") else "time" if k.endswith("_s")
+                 else "adbm" if k.startswith("adbm_") else "train")
         self._tb.add_scalar(f"{group}/{k}", v, row["epoch"])
     self._tb.add_scalar("time/step_s", row["train_s"] / len(self.sampler), row["epoch"])
     self._tb.flush()

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from gsrepro.guidespace import closed_form_guides
-from gsrepro.losses import (ce_k1_loss, domain_means, guide_loss, hungarian_match, kcl_loss, matched_guides,
-                            pull_loss, push_loss, weighted_bce)
+from gsrepro.losses import (GUIDE_FORMS, ce_k1_loss, domain_means, guide_geometry, guide_landscape, guide_loss,
+                            hungarian_match, kcl_loss, matched_guides, pull_loss, push_loss, weighted_bce)
 
 G = torch.tensor(closed_form_guides(64, 4, 120).guides, dtype=torch.float32)   # (5, 64)
 
@@ -32,12 +32,38 @@ def test_ce_k1_matches_torch_and_weights():
 
 
 def test_guide_loss_hand_value():
-    # 2 guides at 90°; z on guide 0 at angle 60° from it: logits (cos60, cos30)/τ, target 0
+    # 2 guides at 90°; z on guide 0 at angle 60° from it
     g = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     z = torch.tensor([[0.5, math.sqrt(3) / 2]])
     tau = 0.5
+    assert math.isclose(guide_loss(z, torch.tensor([0]), g).item(), 1 - 0.5, rel_tol=1e-6)            # pull: 1 − cos 60°
+    expected = -(0.5 / tau - math.log(math.exp(0.5 / tau) + math.exp(math.sqrt(3) / 2 / tau)))      # softmax over the guides
+    assert math.isclose(guide_loss(z, torch.tensor([0]), g, tau=tau, form="softmax").item(), expected, rel_tol=1e-6)
+    # contrast: the guide against one queue row of domain 1 at guide 1 (the row of domain 0 is no negative)
+    bank, bank_d = torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([1, 0])
     expected = -(0.5 / tau - math.log(math.exp(0.5 / tau) + math.exp(math.sqrt(3) / 2 / tau)))
-    assert math.isclose(guide_loss(z, torch.tensor([0]), g, tau=tau).item(), expected, rel_tol=1e-6)
+    assert math.isclose(guide_loss(z, torch.tensor([0]), g, tau=tau, form="contrast", bank_z=bank, bank_domains=bank_d).item(),
+                        expected, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("theta", [90, 120, 150])
+@pytest.mark.parametrize("form", list(GUIDE_FORMS))
+def test_guide_landscape_minimum_is_the_guides_only_for_pull(form, theta):
+    "Free unit vectors minimising a form alone: the default (pull) ends within 2° of every guide and learns θ; the others do not."
+    r = guide_landscape(form, theta)
+    if form == "pull":
+        assert r["max_off_deg"] < 2 and abs(r["real_forgery"] - theta) < 2, r
+        assert abs(r["forgery_forgery"] - closed_form_guides(512, 4, theta).phi_deg) < 2, r
+    else:
+        assert r["max_off_deg"] > 10, r                                       # the comparison forms miss their guides
+
+
+def test_guide_geometry_reads_back_a_planted_space():
+    g = torch.tensor(closed_form_guides(64, 4, 150).guides, dtype=torch.float32)
+    dom = torch.arange(5).repeat(8)
+    geo = guide_geometry(g[[0, 2, 1, 4, 3]][dom], dom, g)                      # forgery domains on permuted guides
+    assert geo["perm"].tolist() == [1, 0, 3, 2] and min(geo["cos"]) > 0.999
+    assert abs(geo["real_forgery"] - 150) < 0.1 and abs(geo["span_share"] - 1) < 1e-5
 
 
 @pytest.mark.parametrize("theta", [90, 120, 150])
@@ -45,6 +71,7 @@ def test_guide_loss_lowest_on_own_guides(theta):
     g = torch.tensor(closed_form_guides(32, 4, theta).guides, dtype=torch.float32)
     dom = torch.arange(5).repeat(2)
     best = guide_loss(g[dom], dom, g)
+    assert best.item() == pytest.approx(0.0, abs=1e-6)                         # pull: zero exactly on the guides
     for perm in itertools.permutations(range(5)):
         if perm != tuple(range(5)):
             assert guide_loss(g[list(perm)][dom], dom, g) > best
