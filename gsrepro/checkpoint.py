@@ -5,8 +5,10 @@
 # %% ../nbs/14_checkpoint.ipynb #c3783258
 from __future__ import annotations
 
+import json
 import pickle
 import random
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from .config import TrainConfig
 from .core import atomic_write, default_device
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'load_detector']
+__all__ = ['rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_weights', 'checkpoint_contents',
+           'load_detector', 'check_complete']
 
 # %% ../nbs/14_checkpoint.ipynb #526bd2f2
 def rng_state() -> dict:
@@ -54,20 +57,61 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
     try: state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+    except FileNotFoundError: raise
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:   # OSError: "Invalid argument" of a cut file
         why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path} is not a readable gsrepro checkpoint (truncated, empty or a foreign file: {why})") from None
     if not isinstance(state, dict): raise ValueError(f"{path} is not a gsrepro checkpoint (it holds a {type(state).__name__})")
     return state
 
 # %% ../nbs/14_checkpoint.ipynb #ed0315fa
+def check_weights(weights, model: torch.nn.Module, path) -> dict:
+    "`weights` if they fit `model` (the same keys, shapes and dtypes, every float finite); else one line naming `path` and what is wrong."
+    if not (isinstance(weights, dict) and all(isinstance(v, torch.Tensor) for v in weights.values())):
+        raise ValueError(f"{path}: the weights are not a dict of tensors (a {type(weights).__name__})")
+    want = model.state_dict()
+    missing, extra = sorted(set(want) - set(weights)), sorted(set(weights) - set(want))
+    if missing or extra:
+        raise ValueError(f"{path}: the weights do not fit the detector its config builds (missing {', '.join(missing[:3]) or 'none'}; "
+                         f"unexpected {', '.join(extra[:3]) or 'none'})")
+    for k, t in weights.items():
+        if t.shape != want[k].shape: raise ValueError(f"{path}: tensor {k} has shape {tuple(t.shape)}, the detector needs {tuple(want[k].shape)}")
+        if t.dtype != want[k].dtype: raise ValueError(f"{path}: tensor {k} is {t.dtype}, the detector needs {want[k].dtype}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()): raise ValueError(f"{path}: tensor {k} holds NaN or infinite values")
+    return weights
+
+def checkpoint_contents(state: dict, path) -> tuple[TrainConfig, list]:
+    "`(config, domain names)` of a loaded checkpoint or model file, checked: one line naming `path` for a missing or wrong entry."
+    for key in ("config", "model", "domain_names"):
+        if key not in state: raise ValueError(f"{path}: not a complete gsrepro checkpoint (no {key!r} entry)")
+    names = state["domain_names"]
+    if not (isinstance(names, (list, tuple)) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{path}: domain_names must be a list of at least two names, got {names!r:.60}")
+    try: cfg = TrainConfig.from_dict(state["config"])
+    except (ValueError, TypeError, AttributeError) as e: raise ValueError(f"{path}: its config is not valid ({' '.join(str(e).split())})") from None
+    return cfg, list(names)
+
+# %% ../nbs/14_checkpoint.ipynb #5c2f30ad
 def load_detector(run_dir, which: str = "best", device: str = "cpu"):
     "The trained detector of a run (`best.pt` or the last `checkpoint.pt`), in eval mode, with its config and domain names."
     run_dir, device = Path(run_dir), default_device(device)
     if which not in ("best", "last"): raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-    state = load_checkpoint(run_dir / ("best.pt" if which == "best" else "checkpoint.pt"), map_location=device)
-    cfg = TrainConfig.from_dict(state["config"])
-    n_classes = len(state["domain_names"]) if cfg.loss == "ce_k1" else 1
-    model = cfg.make_detector(n_classes)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg, list(state["domain_names"])
+    path = run_dir / ("best.pt" if which == "best" else "checkpoint.pt")
+    state = load_checkpoint(path, map_location=device)
+    cfg, names = checkpoint_contents(state, path)
+    model = cfg.make_detector(len(names) if cfg.loss == "ce_k1" else 1)
+    model.load_state_dict(check_weights(state["model"], model, path))
+    return model.to(device).eval(), cfg, names
+
+def check_complete(run_dir, allow_incomplete: bool = False):
+    "A run that training finished (its `train.json`); else one line, or with `allow_incomplete` a loud warning."
+    run_dir = Path(run_dir)
+    if (run_dir / "train.json").is_file(): return
+    try: done = max(0, len((run_dir / "log.csv").read_text().strip().splitlines()) - 1)
+    except OSError: done = 0
+    try: epochs = json.loads((run_dir / "config.json").read_text()).get("epochs", "?")
+    except (OSError, ValueError, AttributeError): epochs = "?"
+    what = f"{run_dir} is an incomplete run: training stopped after {done} of {epochs} epochs (no train.json)"
+    if not allow_incomplete:
+        raise ValueError(f"{what}; finish it (the same `gsrepro train ... --resume`, or `gsrepro reproduce`) or pass --allow-incomplete")
+    warnings.warn(f"{what}; using it anyway (--allow-incomplete): its numbers are not those of the finished run", stacklevel=2)

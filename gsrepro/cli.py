@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import importlib
 import re
 import sys
+import threading
+
+from .core import Terminated, on_sigterm
 
 # %% auto #0
 __all__ = ['COMMANDS', 'USER_ERRORS', 'one_line', 'main']
@@ -59,7 +63,8 @@ def _top_help() -> str:
     return "\n".join(lines)
 
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `gsrepro` console script."
+    "Entry point of the `gsrepro` console script (from the console, SIGTERM stops it as Ctrl-C does: `core.on_sigterm`)."
+    if argv is None and threading.current_thread() is threading.main_thread(): on_sigterm()
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_top_help())
@@ -81,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except (*USER_ERRORS, OSError) as e:
         print(f"gsrepro {cmd}: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"gsrepro {cmd}: interrupted; {_interrupted(module, args)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:                                      # Ctrl-C, or SIGTERM (`Terminated`)
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"gsrepro {cmd}: {how}; {_interrupted(module, args)}", file=sys.stderr)
+        code = 143 if isinstance(e, Terminated) else 130
+    gc.collect()                  # the stopped pool's queues, freed with the traceback: no "leaked semaphore" report at exit
+    return code

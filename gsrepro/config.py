@@ -108,19 +108,26 @@ class _RuntimeFields:
 RUNTIME_FIELDS = ("device", "num_workers", "progress", "cluster_cache", "weights_cache", "decode_cache_mb")
 
 # %% ../nbs/13_config.ipynb #cfea6124
+import warnings
+
+from .core import LIMITS, check_device, check_size
+
 LOSSES = ("ce2", "ce_k1", "gs")
 # numeric fields: (lowest, highest, lowest excluded, highest excluded); every value must also be finite
-RANGES = dict(image_size=(1, math.inf, False, True), frames_per_video=(1, math.inf, False, True),
-              val_frames_per_video=(1, math.inf, False, True), proj_dim=(2, math.inf, False, True), drop_rate=(0, 1, False, True),
+# sizes: at most their bound in gsrepro.core.LIMITS (checked before anything is allocated); image_size >= 32: the
+# backbones' stride (a smaller input ends in a 0-pixel feature map)
+_size = lambda name, lo=1: (lo, LIMITS[name], False, False)
+RANGES = dict(image_size=_size("image_size", 32), frames_per_video=_size("frames_per_video"),
+              val_frames_per_video=_size("val_frames_per_video"), proj_dim=_size("proj_dim", 2), drop_rate=(0, 1, False, True),
               theta=(0, 180, True, True), tau=(0, math.inf, True, True), lambda_guide=(0, math.inf, False, True),
               lambda_push=(0, math.inf, False, True), lambda_pull=(0, math.inf, False, True),
-              queue_size=(1, math.inf, False, True), adbm_k=(1, math.inf, False, True), adbm_start_epoch=(0, math.inf, False, True),
+              queue_size=_size("queue_size"), adbm_k=_size("adbm_k"), adbm_start_epoch=(0, math.inf, False, True),
               adbm_ref_epochs=(1, math.inf, False, True), adbm_alpha_real=(0, math.inf, True, True),
               adbm_alpha_forgery=(0, math.inf, True, True), adbm_temperature=(0, math.inf, True, True),
-              n_clusters=(1, math.inf, False, True), n_pull=(1, math.inf, False, True), n_push=(1, math.inf, False, True),
-              epochs=(1, math.inf, False, True), batch_size=(1, math.inf, False, True), lr=(0, math.inf, True, True),
-              weight_decay=(0, math.inf, False, True), seed=(0, math.inf, False, True), num_workers=(0, math.inf, False, True),
-              decode_cache_mb=(0, math.inf, False, True))
+              n_clusters=_size("n_clusters"), n_pull=_size("n_pull"), n_push=_size("n_push"),
+              epochs=_size("epochs"), batch_size=_size("batch_size"), lr=(0, math.inf, True, True),
+              weight_decay=(0, math.inf, False, True), seed=(0, math.inf, False, True), num_workers=_size("num_workers", 0),
+              decode_cache_mb=_size("decode_cache_mb", 0))
 AMP_MODES = ("bf16", "fp16", "none")
 BN_MODES = ("sync", "local", "frozen")
 LR_SCHEDULES = ("constant", "cosine")
@@ -145,9 +152,14 @@ class TrainConfig(_RuntimeFields, _OptimFields, _DecouplingFields, _AdbmFields, 
             if not ok:
                 where = f"{'>' if lo_open else '>='} {lo:g}" + (f" and {'<' if hi_open else '<='} {hi:g}" if math.isfinite(hi) else "")
                 raise ValueError(f"config: {name} must be a finite number {where}, got {v!r}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
-            raise ValueError(f"config: device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        try: check_device(self.device)                                 # the one device check of every command
+        except ValueError as e: raise ValueError(f"config: {e}") from None
+        check_size("queue_bytes", self.queue_size * self.proj_dim * 4, f"config: the feature queue, queue_size x proj_dim x 4 bytes")
         backbone_spec(self.backbone)                                    # one line for an unknown backbone
+        first = adbm_start_epoch(self.epochs, self.adbm_start_epoch, self.adbm_ref_epochs)
+        if self.loss == "gs" and self.use_adbm and first >= self.epochs:
+            warnings.warn(f"config: A-DBM never starts: adbm_start_epoch {self.adbm_start_epoch} of {self.adbm_ref_epochs} "
+                          f"scales to epoch {first + 1} of a {self.epochs}-epoch run (every sample weighs 1/B)", stacklevel=3)
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 

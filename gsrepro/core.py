@@ -6,12 +6,17 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import errno
 import json
 import os
 import random
+import re
+import shutil
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -23,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['LOCK_HEARTBEAT_S', 'LOCK_STALE_S', 'atomic_write', 'save_json', 'load_json', 'seed_everything', 'default_device',
-           'repo_root', 'manifests_dir', 'RunLocked', 'pid_alive', 'read_lock', 'lock_is_stale', 'Held', 'file_lock',
-           'run_lock', 'remove_stale_tmp']
+__all__ = ['DEVICE_PATTERN', 'LIMITS', 'LOCK_HEARTBEAT_S', 'LOCK_STALE_S', 'atomic_write', 'save_json', 'load_json',
+           'seed_everything', 'check_device', 'default_device', 'check_size', 'repo_root', 'manifests_dir', 'RunLocked',
+           'pid_alive', 'read_lock', 'lock_is_stale', 'Held', 'file_lock', 'run_lock', 'remove_stale_tmp', 'Terminated',
+           'on_sigterm', 'release_held_locks', 'stop_processes', 'die_with_parent', 'worker_init', 'process_pool',
+           'temp_folder']
 
 # %% ../nbs/00_core.ipynb #55b2ac8b
 _UMASK = os.umask(0); os.umask(_UMASK)
@@ -78,16 +85,44 @@ def seed_everything(seed: int):
     torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
 
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"   # every command's --device and a config's `device` match this
+
+def check_device(device) -> str:
+    "`device` as text if it is `auto`, `cpu`, `cuda` or `cuda:N`; else one line naming it (the one check of every command)."
+    if device is None or not re.fullmatch(DEVICE_PATTERN, str(device)):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return str(device)
+
 def default_device(device: str | None = None) -> str:
-    "`device` if given (`'cpu'`, `'cuda'`, `'cuda:1'`), else `'cuda'` when available, else `'cpu'`; a CUDA device that is not there is one line."
+    "`device` if given (`'cpu'`, `'cuda'`, `'cuda:1'`), else `'cuda'` when available, else `'cpu'`; a bad string or a CUDA device that is not there is one line."
     import torch
     if device in (None, "", "auto"): return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda"):
+    device = check_device(device)
+    if device.startswith("cuda"):
         index = int(device.partition(":")[2] or 0)
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
             raise ValueError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s); "
                              "use device auto or cpu")
     return device
+
+# %% ../nbs/00_core.ipynb #22bd08e9
+LIMITS = dict(                    # name -> the largest value accepted (the paper's value in the comment)
+    proj_dim=16384,               # d, the guide-space / projection dimension (512)
+    n_forgery=1024,               # K forgery guides (4)
+    image_size=2048,              # input side in pixels (320)
+    image_pixels=8192 * 8192,     # pixels of one image read from a manifest (crops of 320 x 320)
+    queue_size=1 << 18,           # feature queue Q (5120)
+    queue_bytes=2 << 30,          # Q x d x 4 bytes (10 MiB)
+    adbm_k=1 << 18, n_clusters=1 << 20, n_pull=4096, n_push=4096,
+    frames_per_video=100_000, val_frames_per_video=100_000, epochs=100_000, batch_size=65536,
+    num_workers=64,               # data-loader processes per training process (8)
+    decode_cache_mb=1 << 20)
+
+def check_size(name: str, value, what: str | None = None):
+    "`value` if it is at most `LIMITS[name]`; else a one-line `ValueError` naming the value and the bound."
+    if value is not None and value > LIMITS[name]:
+        raise ValueError(f"{what or name} = {value:,} exceeds the bound {LIMITS[name]:,} (gsrepro.core.LIMITS['{name}'])")
+    return value
 
 # %% ../nbs/00_core.ipynb #51770ea0
 def repo_root() -> Path:
@@ -253,3 +288,92 @@ def remove_stale_tmp(folder, names) -> list[Path]:
                 p.unlink()
                 gone.append(p)
     return gone
+
+# %% ../nbs/00_core.ipynb #21658133
+class Terminated(KeyboardInterrupt):
+    "SIGTERM, raised in the command's main thread: it unwinds like Ctrl-C (exit code 143 instead of 130)."
+
+def on_sigterm():
+    "In the command's main thread: SIGTERM raises `Terminated` (a second one while stopping is ignored)."
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated("SIGTERM")
+    signal.signal(signal.SIGTERM, handler)
+
+def release_held_locks():
+    "Remove the lock files this process holds (each only if it still carries this process's token)."
+    with _held_guard: held = dict(_held)
+    for path, token in held.items():
+        with contextlib.suppress(OSError):
+            if (read_lock(path)[0] or {}).get("token") == token: os.unlink(path)
+
+def stop_processes(procs, timeout: float = 5.0):
+    "SIGTERM to each `multiprocessing` process of `procs`, then SIGKILL to those still alive after `timeout` s in all."
+    procs = [p for p in procs if p.is_alive()]
+    for p in procs:
+        with contextlib.suppress(Exception): p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive(): p.kill(); p.join(1)
+
+# %% ../nbs/00_core.ipynb #542c56d1
+_PR_SET_PDEATHSIG = 1
+
+def _watch_parent(parent: int, every: float = 0.2):
+    while os.getppid() == parent: time.sleep(every)
+    os._exit(1)
+
+def die_with_parent(parent: int, prctl: bool = True):
+    "End this process when `parent` ends: Linux's parent-death signal (SIGTERM), elsewhere a thread that watches `os.getppid()`."
+    if prctl and sys.platform.startswith("linux"):
+        try: armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError): armed = False
+        if armed:
+            if os.getppid() != parent: os._exit(1)   # the parent died before prctl: no signal will come
+            return
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="gsrepro-watch-parent").start()
+
+def _worker_exit(signum, frame):
+    "SIGTERM in a worker: release its locks, stop its own children (data-loader workers), unlink its semaphores, exit at once."
+    import multiprocessing
+    from multiprocessing import util
+    release_held_locks()
+    stop_processes(multiprocessing.active_children(), timeout=2.0)
+    with contextlib.suppress(Exception): util._run_finalizers(0)      # e.g. tqdm's lock: no "leaked semaphore" report
+    os._exit(128 + signum)
+
+def worker_init(parent: int, init=None, args: tuple = ()):
+    "Start of a pool worker: Ctrl-C left to the parent, SIGTERM ends it cleanly, no life after `parent`; then `init(*args)`."
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_exit)
+    die_with_parent(parent)
+    if init is not None: init(*args)
+
+# %% ../nbs/00_core.ipynb #010a6450
+@contextlib.contextmanager
+def process_pool(workers: int, init=None, args: tuple = ()):
+    """A spawn-context `ProcessPoolExecutor` whose workers run `worker_init` (then `init(*args)`). Leaving the block by
+    an exception (Ctrl-C, SIGTERM, an error) stops the workers at once instead of waiting for their tasks."""
+    import concurrent.futures as cf
+    import multiprocessing
+    pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
+                                  initargs=(os.getpid(), init, args))
+    try: yield pool
+    except BaseException:
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_processes(procs)
+        with contextlib.suppress(Exception): pool.shutdown(wait=True)   # the workers are gone: returns at once, queues closed
+        raise
+    pool.shutdown(wait=True)
+
+# %% ../nbs/00_core.ipynb #720c2fe1
+def temp_folder(what: str):
+    "A temporary folder `gsrepro-<what>-<pid>-*` (removed on exit); first removes those that processes now gone left (SIGKILL)."
+    top = Path(tempfile.gettempdir())
+    for old in top.glob(f"gsrepro-{what}-*"):
+        pid = old.name[len(f"gsrepro-{what}-"):].split("-")[0]
+        if old.is_dir() and pid.isdigit() and not pid_alive(int(pid)): shutil.rmtree(old, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"gsrepro-{what}-{os.getpid()}-")

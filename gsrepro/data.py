@@ -21,6 +21,7 @@ from fastcore.basics import patch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .core import check_size
 from .manifest import check_paths, read_manifest
 from .vocab import FF_METHODS
 
@@ -219,13 +220,14 @@ def load_image(self: FaceDataset, i: int) -> np.ndarray:
             st = os.stat(path)
             key = (str(path), st.st_size, st.st_mtime_ns, self.image_size)
             if (img := DECODED.get(key)) is not None: return img
-        with Image.open(path) as im:
+        with Image.open(path) as im:                                    # reads the header only: the size is known before decoding
+            check_size("image_pixels", im.width * im.height, f"its pixels ({im.width} x {im.height})")
             im = im.convert("RGB")
             if self.image_size and im.size != (self.image_size, self.image_size):
                 im = im.resize((self.image_size, self.image_size), Image.BILINEAR, reducing_gap=2.0)
             img = np.asarray(im)
         return DECODED.put(key, img) if DECODED.limit else img
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError, ValueError) as e:
         raise ValueError(f"cannot decode image {path} (manifest row {self._index[i]}): {e}") from None
 
 @patch

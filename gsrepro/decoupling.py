@@ -155,11 +155,13 @@ def extract_features(model: SimMIM, dataset, batch_size: int = 128, device: str 
 
 # %% ../nbs/12_decoupling.ipynb #480736c9
 def kmeans_clusters(features: np.ndarray, n_clusters: int, seed: int = 0, niter: int = 20, nredo: int = 1) -> np.ndarray:
-    "faiss k-means cluster id (N,) int64 of each row of `features` (N, C); n_clusters clamped to N; best of `nredo` runs."
+    "faiss k-means cluster id (N,) int64 of each row of `features` (N, C); n_clusters clamped to N (with a warning); best of `nredo` runs."
     x = np.ascontiguousarray(features, dtype=np.float32)
     if n_clusters < 1: raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
     if len(x) == 0: raise ValueError("k-means needs at least one feature")
     k = min(n_clusters, len(x))
+    if k < n_clusters:
+        warnings.warn(f"n_clusters {n_clusters} clamped to {k}: k-means has only {len(x)} training images to cluster", stacklevel=2)
     km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=nredo, seed=seed, verbose=False, min_points_per_centroid=1)
     km.train(x)
     return km.index.search(x, 1)[1][:, 0].astype(np.int64)

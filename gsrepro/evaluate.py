@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_detector
+from .checkpoint import check_complete, load_detector
 from .core import default_device, load_json, remove_stale_tmp, run_lock, save_json
 from .data import DECODED, IMAGENET_MEAN, IMAGENET_STD, FaceDataset, make_loader, select_rows
 from .manifest import read_manifest
@@ -67,7 +67,10 @@ def standard_test_sets(df: pd.DataFrame, split: str = "test") -> dict:
     if len(test) == 0: raise ValueError(f"the manifest has no {split!r} rows")
     out = {}
     for (dataset, quality), rows in test.groupby(["dataset", "quality"], sort=True):
-        if rows.label.nunique() < 2: continue
+        if rows.label.nunique() < 2:                                  # AUC needs both classes: said, not silently dropped
+            warnings.warn(f"test set {dataset}-{quality} left out: its {split!r} rows are all "
+                          f"{'real' if rows.label.iloc[0] == 0 else 'fake'} ({len(rows)} rows; AUC needs real and fake)", stacklevel=2)
+            continue
         out[f"{dataset}-{quality}"] = dict(dataset=dataset, quality=quality, split=split)
         methods = sorted(set(rows.method) - {"real"})
         if len(methods) > 1 and (rows.label == 0).any():
@@ -212,10 +215,13 @@ def cli_parser(p):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--allow-incomplete", action="store_true", help="score a run that training did not finish (warns)")
 
 def cli_main(args) -> int:
     run_dir = Path(args.run)
+    default_device(args.device)                                        # a bad device string: one line, before any file is read
     if not (run_dir / "config.json").is_file(): raise FileNotFoundError(f"no run at {run_dir} (config.json missing)")
+    check_complete(run_dir, args.allow_incomplete)
     data = args.data or load_json(run_dir / "config.json")["data"]
     sets = standard_test_sets(read_manifest(data))
     if args.list:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from .core import atomic_write
+from .core import atomic_write, check_size
 from .vocab import TABLE5_THETAS
 
 # %% auto #0
@@ -155,6 +155,7 @@ GUIDE_SOLVERS = {"closed_form": closed_form_guides, "lagrangian": solve_guide_sp
 def make_guide_space(dim: int, n_forgery: int, theta_deg: float, solver: str = "closed_form", seed: int = 0) -> GuideSpace:
     "The guide space a training config asks for (`solver` is `closed_form` or `lagrangian`)."
     if solver not in GUIDE_SOLVERS: raise ValueError(f"unknown guide solver {solver!r}; choose from {sorted(GUIDE_SOLVERS)}")
+    check_size("proj_dim", dim, "guide-space dim"); check_size("n_forgery", n_forgery, "forgery guides K")   # before any allocation
     return GUIDE_SOLVERS[solver](dim, n_forgery, theta_deg, seed=seed)
 
 # %% ../nbs/02_guidespace.ipynb #ad5855c9

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import TrainConfig, parse_override
-from .core import atomic_write, default_device, lock_is_stale, read_lock, save_json
+from .core import atomic_write, default_device, load_json, lock_is_stale, read_lock, save_json
 from .protocols import (REPORTS, Experiments, check_report_data, estimate_cost, images_per_s, real_benchmark,
                                report_specs, synthff_benchmark)
 from .registry import config_summary, get_run, run_hash
@@ -73,8 +73,14 @@ def planned_runs(exp: Experiments, names) -> dict:
     return plan
 
 # %% ../nbs/88_launch.ipynb #11cfa9b4
-RUN_STATES = ("done", "running", "failed", "missing")
+RUN_STATES = ("done", "running", "failed", "broken", "missing")
 FAILED_FILE = "failed.json"
+
+def _failure(d: Path) -> dict | str:
+    "The failure record of run folder `d`; a string saying why when `failed.json` is unreadable or not a record."
+    try: rec = load_json(d / FAILED_FILE)
+    except (ValueError, OSError) as e: return f"{FAILED_FILE} unreadable ({' '.join(str(e).split())[:120]})"
+    return rec if isinstance(rec, dict) else f"{FAILED_FILE} is not a failure record (a JSON {type(rec).__name__})"
 
 def run_state(run_dir) -> tuple[str, str]:
     "`(state, detail)` of a run folder: done, running (who), failed (why), or missing (how far it got)."
@@ -85,11 +91,13 @@ def run_state(run_dir) -> tuple[str, str]:
         if not lock_is_stale(info, mtime):
             return "running", f"pid {(info or {}).get('pid')} on {(info or {}).get('host')} since {(info or {}).get('since')}"
     except FileNotFoundError: pass
-    if (d / FAILED_FILE).is_file():
-        failed = json.loads((d / FAILED_FILE).read_text())
-        return "failed", failed.get("error", "")
+    if (d / FAILED_FILE).is_file():                                     # a broken file is its own state; the others go on
+        failed = _failure(d)
+        return ("failed", str(failed.get("error", ""))) if isinstance(failed, dict) else ("broken", failed)
     log = d / "log.csv"
-    return "missing", f"{len(pd.read_csv(log))} epochs done" if log.is_file() else ""
+    if not log.is_file(): return "missing", ""
+    try: return "missing", f"{len(pd.read_csv(log))} epochs done"
+    except (ValueError, OSError, UnicodeDecodeError) as e: return "broken", f"log.csv unreadable ({' '.join(str(e).split())[:120]})"
 
 # %% ../nbs/88_launch.ipynb #76c42621
 def measure_throughput(backbones, device: str, steps: int = 5, batch_size: int = 8) -> dict:
@@ -364,7 +372,7 @@ def status_main(args) -> int:
     print()
     print(table[["run", "state", "detail", "reports"]].to_markdown(index=False))
     for h in table.run[table.state == "failed"]:
-        failed = json.loads((exp.runs_dir / h / FAILED_FILE).read_text())
+        failed = _failure(exp.runs_dir / h)
         print(f"\n{h} failed at {failed.get('time')}: {failed.get('error')}")
         for line in (failed.get("log_tail") or failed.get("traceback") or [])[-10:]: print(f"    {line}")
     return 0

@@ -98,14 +98,14 @@ def real_inside(root, paths) -> list[bool]:
         out.append(full.startswith(prefix))
     return out
 
-def check_real_paths(df: pd.DataFrame, root, name: str = "manifest") -> pd.DataFrame:
+def check_real_paths(df: pd.DataFrame, root, name: str = "manifest", what: str = "the declared root") -> pd.DataFrame:
     "A `ValueError` naming the first row whose file, links resolved, leaves `root` (after `check_paths`)."
     norm = check_paths(df, name)
     ok = real_inside(root, norm)
     if not all(ok):
         i = ok.index(False)
         real = os.path.realpath(os.path.join(root, norm.iloc[i]))
-        raise _row_error(name, df, i, "path", f"resolves to {real}, outside the declared root {root} (a symbolic link)")
+        raise _row_error(name, df, i, "path", f"resolves to {real}, outside {what} {root} (a symbolic link)")
     return df
 
 # %% ../nbs/03_manifest.ipynb #bf535671
@@ -119,7 +119,7 @@ def read_manifest(path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable CSV ({' '.join(str(e).split())})") from None
     validate_manifest(df, name=str(path))
     root = declared_root(path.parent)
-    if root is not None: check_real_paths(df, root, name=str(path))
+    check_real_paths(df, root or path.parent, str(path), "the declared root" if root else "the manifest's folder")   # links resolved
     df["label"] = df["label"].astype(int)
     df["frame"] = df["frame"].astype(int)
     df.attrs["root"] = (root or path.parent).resolve()

@@ -26,9 +26,9 @@ from tqdm import tqdm
 
 import gsrepro
 from .analysis import FakeLogit, cam_layer
-from .checkpoint import load_checkpoint, load_detector
+from .checkpoint import check_complete, check_weights, checkpoint_contents, load_checkpoint, load_detector
 from .config import TrainConfig
-from .core import atomic_write, default_device, load_json
+from .core import atomic_write, check_size, default_device, load_json, temp_folder
 from .data import FaceDataset, make_loader
 from .evaluate import score_batches
 from .metrics import video_scores
@@ -103,9 +103,10 @@ class LoadedModel:
                 f"{len(self.domain_names)} domains ({', '.join(self.domain_names)})")
         return f"{self.source}: {what}" if source else what
 
-def run_model(run_dir) -> LoadedModel:
-    "The validation-selected detector of a run folder (`best.pt`, on the CPU) and its run's crop settings."
+def run_model(run_dir, allow_incomplete: bool = False) -> LoadedModel:
+    "The validation-selected detector of a finished run folder (`best.pt`, on the CPU; `check_complete`) and its run's crop settings."
     run_dir = Path(run_dir)
+    check_complete(run_dir, allow_incomplete)
     model, cfg, domains = load_detector(run_dir, "best", "cpu")
     crop, where = crop_settings(cfg.data)
     return LoadedModel(model, cfg, domains, cfg.input_size, tuple(cfg.input_mean), tuple(cfg.input_std), crop, where,
@@ -138,20 +139,23 @@ def _training_data(cfg: TrainConfig) -> dict:
                 frames_per_video=cfg.frames_per_video, preprocess=preprocess_json)
 
 # %% ../nbs/23_predict.ipynb #06b68eff
-def export_model(run_dir, out, which: str = "best", overwrite: bool = False) -> Path:
-    "Write the detector of a run (`best.pt` or the last `checkpoint.pt`) and everything about it into one `.gsr` file."
+def export_model(run_dir, out, which: str = "best", overwrite: bool = False, allow_incomplete: bool = False) -> Path:
+    "Write the detector of a finished run (`best.pt` or the last `checkpoint.pt`) and everything about it into one `.gsr` file."
     run_dir, out = Path(run_dir), Path(out)
     if not run_dir.is_dir(): raise FileNotFoundError(f"no run folder {run_dir}")
     if which not in ("best", "last"): raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     if out.is_dir(): raise IsADirectoryError(f"{out} is a folder; name the model file, e.g. {out / 'model.gsr'}")
     if out.exists() and not overwrite: raise FileExistsError(f"{out} exists; choose another --out or pass --force")
-    state = load_checkpoint(run_dir / ("best.pt" if which == "best" else "checkpoint.pt"))
-    cfg = TrainConfig.from_dict(state["config"])
+    check_complete(run_dir, allow_incomplete)
+    path = run_dir / ("best.pt" if which == "best" else "checkpoint.pt")
+    state = load_checkpoint(path)
+    cfg, names = checkpoint_contents(state, path)
+    check_weights(state["model"], cfg.make_detector(len(names) if cfg.loss == "ce_k1" else 1), path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
     crop, where = crop_settings(cfg.data)
     meta = dict(format=GSR_FORMAT, version=GSR_VERSION, gsrepro_version=gsrepro.__version__, config=cfg.to_dict(),
                 input=dict(size=cfg.input_size, mean=list(cfg.input_mean), std=list(cfg.input_std)),
-                domain_names=list(state["domain_names"]), crop=crop.crop_settings(), crop_source=where,
+                domain_names=names, crop=crop.crop_settings(), crop_source=where,
                 data=_training_data(cfg),
                 metrics=dict(validation=_json_or_none(run_dir / "train.json"), test=_json_or_none(run_dir / "metrics.json")),
                 checkpoint=dict(run=str(run_dir.resolve()), which=which, epoch=state.get("epoch"), val_auc=state.get("val_auc")),
@@ -206,22 +210,23 @@ def file_model(path) -> LoadedModel:
         cfg = TrainConfig.from_dict(meta["config"])
         crop = PreprocessConfig(**meta["crop"])
         inp, domains = meta["input"], [str(d) for d in meta["domain_names"]]
-        size, mean, std = int(inp["size"]), tuple(map(float, inp["mean"])), tuple(map(float, inp["std"]))
-        if size < 1 or len(mean) != 3 or len(std) != 3: raise ValueError(f"input {inp!r}")
+        size, mean, std = int(check_size("image_size", inp["size"], "input size")), tuple(map(float, inp["mean"])), tuple(map(float, inp["std"]))
+        if size != cfg.input_size: raise ValueError(f"input size {size} is not the config's {cfg.input_size}")
+        if len(mean) != 3 or len(std) != 3 or not all(np.isfinite(mean + std)) or min(std) <= 0:
+            raise ValueError(f"input mean {list(mean)} and std {list(std)}: three finite values each, std > 0")
+        if len(domains) < 2: raise ValueError(f"domain_names {domains!r}")
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise ValueError(f"{path}: inconsistent gsrepro metadata ({_why(e)})") from None
-    model = cfg.make_detector(len(domains) if cfg.loss == "ce_k1" else 1)
-    try: model.load_state_dict(tensors)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: the weights do not fit a {cfg.backbone} detector ({_why(e)})") from None
+    model = cfg.make_detector(len(domains) if cfg.loss == "ce_k1" else 1)     # metadata checked first: bounded sizes only
+    model.load_state_dict(check_weights(tensors, model, path))
     ck = meta["checkpoint"] if isinstance(meta["checkpoint"], dict) else {}
     source = f"model file {path} (exported from {ck.get('run', '?')}, {ck.get('which', '?')} checkpoint, gsrepro {meta['gsrepro_version']})"
     return LoadedModel(model.eval(), cfg, domains, size, mean, std, crop, str(meta["crop_source"]), source, meta)
 
-def load_model(path, device: str | None = "cpu") -> LoadedModel:
-    "A run folder (`best.pt`, loaded weights-only) or a `.gsr` model file (safetensors: nothing unpickled), on `device`."
+def load_model(path, device: str | None = "cpu", allow_incomplete: bool = False) -> LoadedModel:
+    "A finished run folder (`best.pt`, loaded weights-only) or a `.gsr` model file (safetensors: nothing unpickled), on `device`."
     path = Path(path)
-    if path.is_dir(): lm = run_model(path)
+    if path.is_dir(): lm = run_model(path, allow_incomplete)
     elif path.is_file(): lm = file_model(path)
     else: raise FileNotFoundError(f"no model at {path}; {_HINT}")
     lm.model.to(default_device(device))
@@ -405,12 +410,12 @@ def _grad_cam(lm: LoadedModel, device, stack: contextlib.ExitStack):
 
 # %% ../nbs/23_predict.ipynb #a75c0648
 def predict(model, inputs, out="scores.csv", frames: int | None = None, device: str | None = "auto", batch_size: int = 32,
-            cam_dir=None, progress: bool = True) -> dict:
+            cam_dir=None, progress: bool = True, allow_incomplete: bool = False) -> dict:
     """Score the faces of `inputs` (files and folders) with `model` (a run folder, a `.gsr` file or a `LoadedModel`);
     write the file table to `out` and the frame table to `frames_path(out)`. Returns both tables, the counts per
     status, the seconds per stage, the paths and the model."""
     device = default_device(device)
-    lm = model if isinstance(model, LoadedModel) else load_model(model, device)
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device, allow_incomplete)
     lm.model.to(device).eval()
     frames = lm.crop.frames if frames is None else frames
     if frames < 1 or batch_size < 1: raise ValueError(f"frames and batch size must be >= 1, got {frames} and {batch_size}")
@@ -418,7 +423,7 @@ def predict(model, inputs, out="scores.csv", frames: int | None = None, device: 
     seconds, file_recs, frame_rows = dict.fromkeys(TIMERS, 0.0), [], []
     detector, names = FaceDetector(lm.crop.detect_size, lm.crop.upsample, lm.crop.retry_below), _cam_names(files)
     with contextlib.ExitStack() as stack:
-        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="gsrepro-predict-"))
+        work = stack.enter_context(temp_folder("predict"))             # a killed run's folder is removed by the next one
         cam = _grad_cam(lm, device, stack) if cam_dir is not None else None
         scorer = CropScorer(lm, device, batch_size, work, cam, cam_dir, seconds)
         expected = {p: {"video": frames, "image": 1}.get(media_kind(p), 0) for p in files}
@@ -471,12 +476,14 @@ def _predict_parser(p):
     p.add_argument("--batch", type=int, default=32, help="faces per batch (default %(default)s)")
     p.add_argument("--cam", metavar="DIR", help="write a Grad-CAM overlay PNG per scored face into DIR (<input stem>_<frame>.png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-incomplete", action="store_true", help="use a run that training did not finish (warns)")
 
 def _export_parser(p):
     p.add_argument("run", metavar="RUN", help="run folder (runs/<hash>/)")
     p.add_argument("--out", required=True, help="the model file to write, e.g. model.gsr (safetensors + JSON metadata)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"), help="best (validation-selected, default) or last")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--allow-incomplete", action="store_true", help="export a run that training did not finish (warns)")
 
 def cli_parser(p):
     "Arguments of `gsrepro predict` or `gsrepro export` (told apart by the parser's program name)."
@@ -509,7 +516,7 @@ def cli_interrupted(args) -> str:
 
 def cli_main(args) -> int:
     if args.command == "export":
-        out = export_model(args.run, args.out, args.checkpoint, overwrite=args.force)
+        out = export_model(args.run, args.out, args.checkpoint, overwrite=args.force, allow_incomplete=args.allow_incomplete)
         lm = file_model(out)
         val = (lm.meta["metrics"]["validation"] or {}).get("best_val_auc", lm.meta["checkpoint"]["val_auc"])
         tests = ", ".join(lm.meta["metrics"]["test"] or {}) or "none"
@@ -518,6 +525,7 @@ def cli_main(args) -> int:
               f"{lm.describe(source=False)}")
         print(f"  crops: {lm.crop_source}; validation AUC {val}; test sets recorded: {tests}")
         return 0
-    res = predict(args.model, args.inputs, args.out, args.frames, args.device, args.batch, args.cam, not args.no_progress)
+    res = predict(args.model, args.inputs, args.out, args.frames, args.device, args.batch, args.cam, not args.no_progress,
+                  args.allow_incomplete)
     _print_predict(res)
     return 0

@@ -9,19 +9,15 @@ import argparse
 import bisect
 import contextlib
 import csv
-import ctypes
 import functools
 import math
-import multiprocessing
 import os
 import re
 import shutil
-import signal
 import sys
-import threading
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 
@@ -31,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .core import atomic_write, load_json, save_json
+from .core import atomic_write, load_json, process_pool, run_lock, save_json
 from .manifest import MANIFEST_COLUMNS, inside_path, write_manifest
 from .vocab import (CELEBDF_LIST, DATASETS, DFDC_LABELS, FF_METHODS, FFPP_FOLDERS, FFPP_QUALITIES, QUALITIES, SPLITS,
                            ffpp_pairs)
@@ -40,7 +36,8 @@ from .vocab import (CELEBDF_LIST, DATASETS, DFDC_LABELS, FF_METHODS, FFPP_FOLDER
 __all__ = ['SEEK_BACKOFF', 'SEEK_MODES', 'PYRAMID_STEP', 'CELEBDF_FOLDERS', 'PAPER_QUALITIES', 'IMAGE_FORMATS', 'DONE_FILE',
            'REPORT_COLUMNS', 'STATUSES', 'VideoError', 'VideoProbe', 'probe_video', 'sample_indices', 'read_frames',
            'FaceDetector', 'box_iou', 'square_crop', 'VideoSpec', 'ffpp_videos', 'celebdf_videos', 'dfdc_videos',
-           'list_videos', 'PreprocessConfig', 'process_video', 'preprocess', 'cli_parser', 'cli_main']
+           'list_videos', 'PreprocessConfig', 'process_video', 'preprocess', 'cli_parser', 'cli_main',
+           'cli_interrupted']
 
 # %% ../nbs/07_preprocess.ipynb #6cb63b7c
 SEEK_BACKOFF = 16   # OpenCV's FFmpeg backend seeks to the keyframe at or before `target - 16`, then decodes forward
@@ -396,36 +393,14 @@ def process_video(spec: VideoSpec, out, cfg: PreprocessConfig = PreprocessConfig
     return rec
 
 # %% ../nbs/07_preprocess.ipynb #48a635aa
-_PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
-
-def _watch_parent(parent: int, every: float = 0.2):
-    while os.getppid() == parent: time.sleep(every)
-    os._exit(1)
-
-def _die_with_parent(parent: int, prctl: bool = True):
-    "End this process when `parent` ends: Linux's parent-death signal (SIGTERM), elsewhere a thread that watches `os.getppid()`."
-    if prctl and sys.platform.startswith("linux"):
-        try: armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
-        except (OSError, AttributeError): armed = False
-        if armed:
-            if os.getppid() != parent: os._exit(1)   # the parent died before prctl: no signal will come
-            return
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="gsrepro-watch-parent").start()
-
-def _init_worker(parent: int):
-    "A pool worker: Ctrl-C left to the parent, no life after the parent's, one OpenCV thread (one process per core)."
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent)
+def _one_opencv_thread():
+    "A pool worker's OpenCV: one thread (one process per core); `core.worker_init` leaves Ctrl-C to the parent and ends it with the parent."
     cv2.setNumThreads(1)
 
-def _stop_workers(pool: ProcessPoolExecutor, out: Path):
-    "Terminate the pool's processes now and remove their partial crop folders (a re-run would remove them too)."
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    for p in procs:
-        with contextlib.suppress(Exception): p.terminate()
-    for p in procs:
-        with contextlib.suppress(Exception): p.join(5)
-        for partial in (out / "crops").glob(f"*/*/*/.*.partial-{p.pid}"): shutil.rmtree(partial, ignore_errors=True)
+def _remove_partials(out: Path, pids):
+    "The partial crop folders of the stopped workers `pids` (a re-run would remove them too)."
+    for pid in pids:
+        for partial in (out / "crops").glob(f"*/*/*/.*.partial-{pid}"): shutil.rmtree(partial, ignore_errors=True)
 
 # %% ../nbs/07_preprocess.ipynb #eeaba8f7
 def _claim(out: Path, dataset: str, qualities, cfg: PreprocessConfig) -> dict:
@@ -447,16 +422,15 @@ def _run(todo: list[VideoSpec], out: Path, cfg: PreprocessConfig, workers: int):
     if workers <= 1 or len(todo) <= 1:
         for spec in todo: yield process_video(spec, out, cfg)
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(os.getpid(),))
+    pids = []
     try:
-        futures = [pool.submit(process_video, spec, out, cfg, 1) for spec in todo]
-        for future in as_completed(futures): yield future.result()
-    except BaseException:           # Ctrl-C, a closed generator, a failed video: do not wait for the running videos
-        _stop_workers(pool, out)
+        with process_pool(workers, _one_opencv_thread) as pool:     # Ctrl-C, SIGTERM, a closed generator, a failed video: stopped at once
+            futures = [pool.submit(process_video, spec, out, cfg, 1) for spec in todo]
+            pids = list(pool._processes or {})
+            for future in as_completed(futures): yield future.result()
+    except BaseException:
+        _remove_partials(out, pids)
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/07_preprocess.ipynb #61f3dc35
 _DONE_KEYS = frozenset(REPORT_COLUMNS) | {"frames", "dataset", "method", "split", "source_id"}
@@ -527,13 +501,16 @@ def _summary(dataset: str, out: Path, qualities, report: pd.DataFrame, n_crops: 
 # %% ../nbs/07_preprocess.ipynb #d63471bb
 def preprocess(dataset: str, root, out, cfg: PreprocessConfig = PreprocessConfig(), workers: int = 1,
                progress: bool = True, **layout) -> dict:
-    "Raw videos -> `out/crops/<quality>/<video_id>/*.png`, `out/manifest.csv`, `report.csv`, `summary.json`; resumes, adds, keeps."
+    """Raw videos -> `out/crops/<quality>/<video_id>/*.png`, `out/manifest.csv`, `report.csv`, `summary.json`; resumes, adds,
+    keeps. Holds the lock of `out` (`core.run_lock`): a second run into the same folder waits, then adds what is missing."""
     start, out = time.perf_counter(), Path(out)
     specs = list_videos(dataset, root, **layout)
     if not any(s.path.is_file() or (out / s.crop_dir / DONE_FILE).is_file() for s in specs):
         raise FileNotFoundError(f"none of the {len(specs)} videos {dataset} lists was found"
                                 + (f", e.g. {specs[0].path}" if specs else ""))
-    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out): return _preprocess(dataset, root, out, specs, cfg, workers, progress, start)
+
+def _preprocess(dataset: str, root, out: Path, specs: list, cfg: PreprocessConfig, workers: int, progress: bool, start: float) -> dict:
     qualities = sorted({s.quality for s in specs})
     settings = _claim(out, dataset, qualities, cfg)
     for stale in (out / "crops").glob("*/*/*/.*.partial-*"): shutil.rmtree(stale, ignore_errors=True)
@@ -595,14 +572,10 @@ def cli_parser(p: argparse.ArgumentParser):
 
 # %% ../nbs/07_preprocess.ipynb #f32daf0b
 def cli_main(args) -> int:
-    "Run `gsrepro preprocess`; print a summary (Ctrl-C: one line, exit code 130)."
+    "Run `gsrepro preprocess`; print a summary (Ctrl-C or SIGTERM: one line from `gsrepro.cli`, exit code 130 or 143)."
     cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
     layout = {k: getattr(args, k) for k in ("qualities", "methods", "splits", "splits_dir", "list_file", "videos", "labels")}
-    try: s = preprocess(args.dataset, args.root, args.out, cfg, workers=args.workers, progress=not args.no_progress, **layout)
-    except KeyboardInterrupt:
-        print(f"gsrepro preprocess: interrupted; the finished videos in {args.out} are kept, the same command resumes",
-              file=sys.stderr)
-        return 130
+    s = preprocess(args.dataset, args.root, args.out, cfg, workers=args.workers, progress=not args.no_progress, **layout)
     r = s["run"]
     print(f"{s['dataset']} {' '.join(s['qualities'])}: {s['crops']} face crops from {s['ok']} videos -> {s['manifest']}")
     print(f"  this run ({' '.join(r['qualities'])}): listed {r['listed']}, found {r['found']} (processed {r['processed']}, "
@@ -611,3 +584,8 @@ def cli_main(args) -> int:
           f"{s['unreadable']}, short {s['short']}; frames without a face {s['frames_without_face']} (videos without any: "
           f"{s['no_face']}), undecodable {s['frames_unreadable']}; per-video report: {s['report']}")
     return 0
+
+# %% ../nbs/07_preprocess.ipynb #3e6fdf03
+def cli_interrupted(args) -> str:
+    "What Ctrl-C or SIGTERM leaves: the finished videos."
+    return f"the finished videos in {args.out} are kept, the same command resumes"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import RUNTIME_FIELDS, TrainConfig
-from .core import file_lock, load_json, repo_root, run_lock, save_json
+from .core import file_lock, load_json, process_pool, repo_root, run_lock, save_json
 from .evaluate import check_test_set, evaluate_run, read_metrics
 from .train import decoupling_clusters, init_dist, run_problems, train
 
@@ -228,12 +228,9 @@ def train_missing(plan, runs_dir=None, workers: int = 1, threads: int = 1, boots
         for cfg, sets in missing.values(): get_run(cfg, sets, runs_dir, bootstrap)
         timings.update(clusters_s=0.0, runs_s=time.perf_counter() - t0)
         return list(missing)
-    import concurrent.futures as cf
-    import multiprocessing as mp
     runs_dir.mkdir(parents=True, exist_ok=True)
     gs = {_cluster_key(c): c for c, _ in missing.values() if c.decoupling_on and run_problems(runs_dir / run_hash(c))}
-    with cf.ProcessPoolExecutor(min(workers, len(missing)), mp_context=mp.get_context("spawn"),
-                                initializer=_worker_init, initargs=(threads,)) as pool:
+    with process_pool(min(workers, len(missing)), _worker_init, (threads,)) as pool:   # Ctrl-C, SIGTERM: the runs stop at once, resumable
         list(pool.map(_clusters_job, [c.to_dict() for c in gs.values()]))
         timings["clusters_s"] = time.perf_counter() - t0
         list(pool.map(_run_job, [(c.to_dict(), sets, str(runs_dir), bootstrap) for c, sets in missing.values()]))

@@ -490,9 +490,9 @@ def _start(args, out, **popen):
 
 @pytest.mark.parametrize("prctl", [True, False], ids=["prctl", "watch-thread"])
 def test_a_worker_ends_with_its_parent(prctl):
-    "_die_with_parent: Linux's parent-death signal, and the fallback thread that watches os.getppid()."
-    worker = ("import os, time; from gsrepro.preprocess import _die_with_parent; "
-              f"_die_with_parent(os.getppid(), prctl={prctl}); print(os.getpid(), flush=True); time.sleep(60)")
+    "die_with_parent: Linux's parent-death signal, and the fallback thread that watches os.getppid()."
+    worker = ("import os, time; from gsrepro.core import die_with_parent; "
+              f"die_with_parent(os.getppid(), prctl={prctl}); print(os.getpid(), flush=True); time.sleep(60)")
     middle = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {worker!r}])"],
                               stdout=subprocess.PIPE, text=True)
     pid = int(middle.stdout.readline())
