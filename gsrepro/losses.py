@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from .guidespace import closed_form_guides
+
 # %% auto #0
 __all__ = ['GUIDE_FORMS', 'PULL_NEGATIVES', 'weighted_bce', 'ce_k1_loss', 'guide_logits', 'bank_similarity', 'guide_loss',
            'hungarian_match', 'domain_means', 'matched_guides', 'guide_landscape', 'guide_geometry', 'kcl_loss',
@@ -120,7 +122,6 @@ def _unit_angle(a: torch.Tensor, b: torch.Tensor) -> float:
 def guide_landscape(form: str, theta: float, n_forgery: int = 4, dim: int = 512, tau: float = 0.07, steps: int = 2000,
                     lr: float = 0.01, queue_per_domain: int = 64, queue_spread_deg: float = 10.0, seed: int = 0) -> dict:
     "Where free unit vectors (one per domain, started on their guides) settle under `form` alone: degrees off the guides, angles."
-    from gsrepro.guidespace import closed_form_guides
     gen = torch.Generator().manual_seed(seed)
     G = torch.as_tensor(closed_form_guides(dim, n_forgery, theta, seed=seed).guides, dtype=torch.float32)   # (K+1, d)
     doms = torch.arange(n_forgery + 1)

@@ -425,7 +425,7 @@ def train_epoch(self: Trainer, epoch: int, bar=None) -> dict:
 
 @patch
 def validate(self: Trainer) -> dict:
-    "Frame AUC, video AUC and ACC on the validation split; each rank scores every world-th image."
+    "Frame AUC, video AUC and ACC on the validation split, and its geometry (rank 0); each rank scores every world-th image."
     self.model.eval()
     d, cfg = self.dist, self.cfg
     positions = list(range(d.rank, len(self.val_ds), d.world))
@@ -433,22 +433,24 @@ def validate(self: Trainer) -> dict:
                         collate_fn=collate_skip, pin_memory=self.device.type == "cuda",
                         generator=torch.Generator().manual_seed(0))     # leaves the global RNG alone
     _, probs, zs = zip(*score_batches(self.model, loader, self.device, self.amp_dtype, self.channels_last, embeddings=True))
-    score = np.empty(len(self.val_ds))
-    for pos, s in d.gather_objects((positions, np.concatenate(probs))): score[pos] = s
+    score, z = np.empty(len(self.val_ds)), None
+    for pos, s, zr in d.gather_objects((positions, np.concatenate(probs), np.concatenate(zs))):   # every rank's share
+        if z is None: z = np.empty((len(self.val_ds), zr.shape[1]), dtype=np.float32)
+        score[pos], z[pos] = s, zr
     frame = self.val_ds.frame
     m = compute_metrics(frame["label"].to_numpy(), score, frame["video_id"].to_numpy())
-    geometry = self.geometry(np.concatenate(zs), positions) if d.main else {}
+    geometry = self.geometry(z) if d.main else {}
     return dict(val_auc=m["auc"], val_video_auc=m["video_auc"], val_acc=m["acc"]) | geometry
 
 # %% ../nbs/16_train.ipynb #b81bc390
 PROBE_MAX_ROWS = 4000   # validation features the per-epoch forgery-domain probe reads at most (evenly spaced)
 
 @patch
-def geometry(self: Trainer, z: np.ndarray, positions: list) -> dict:
-    """The validation features `z` (rows `positions` of the validation split; under DDP rank 0's share) against the
+def geometry(self: Trainer, z: np.ndarray) -> dict:
+    """The validation features `z` (one row per image of the validation split) against the
     guides: `geo_cos_<domain>`, `geo_real_forgery`, `geo_forgery_forgery`, `geo_span_share`, and `geo_probe_acc`, the
     held-out-video accuracy of a linear probe for the forgery domain (can the encoder tell the methods apart?)."""
-    domains, videos = self.val_ds.domains[positions], self.val_ds.frame["video_id"].to_numpy()[positions]
+    domains, videos = self.val_ds.domains, self.val_ds.frame["video_id"].to_numpy()
     g = guide_geometry(z, domains, self.objective.guides.cpu())
     out = {f"geo_cos_{name}": c for name, c in zip(self.domain_names, g["cos"])}
     out |= dict(geo_real_forgery=g["real_forgery"], geo_forgery_forgery=g["forgery_forgery"], geo_span_share=g["span_share"])

@@ -57,12 +57,20 @@ def test_diagnosis_then_claims(tmp):
     md = (tmp / "out/diagnose_gs.md").read_text()
     assert all(f'<a id="{k}"></a>' in md for k in ("geometry", "loss-balance", "adbm", "ablation", "synthff-trace"))
     claims = run_notebook("claims", tmp, seeds=[0, 1], train=False, n_boot=50)         # only the runs that exist
-    assert len(claims) == 12 and set(claims.verdict) <= {"supported", "contradicted", "inconclusive", "not measured"}
+    assert len(claims) == 13 and set(claims.verdict) <= {"supported", "contradicted", "inconclusive", "not measured"}
     measured = claims.set_index("claim").verdict
     assert measured["the full method beats its baseline cross-dataset"] != "not measured"   # the diagnosis trained these runs
     assert measured["θ = 120° is the best of the θ grid"] == "not measured"                 # ... and not these
     contradicted = claims[claims.verdict == "contradicted"]
     assert all("diagnose_gs.md#" in str(d) for d in contradicted.diagnosis)
+
+
+def test_table5_plots_the_learned_angle_against_theta(tmp):
+    "Table 5 also writes the learned real–forgery angle of every θ and seed (`fig_theta.csv|png`), from the runs' last checkpoints."
+    run_notebook("table5", tmp, thetas=[90.0, 150.0])
+    geo = pd.read_csv(tmp / "out" / "fig_theta.csv")
+    assert sorted(set(geo.theta)) == [90.0, 150.0] and geo.real_forgery.between(0, 180).all() and geo.cos_min.between(-1, 1).all()
+    assert set(geo.source) == {"SynthFF-mini-custom"} and (tmp / "out" / "fig_theta.png").stat().st_size > 0
 
 
 def test_every_experiment_notebook_declares_the_shared_parameters():

@@ -260,7 +260,8 @@ def test_tensorboard_scalars_and_adbm_weight_shares(tiny, tmp_path):
     events = EventAccumulator(str(tmp_path / "tb")); events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/bce", "train/guide", "train/push", "train/pull", "train/lr", "val/val_auc",
-            "adbm/adbm_fake_share", "adbm/adbm_max_weight", "time/step_s", "train/weight_norm"} <= tags
+            "adbm/adbm_fake_share", "adbm/adbm_max_weight", "time/step_s", "train/weight_norm", "train/match_changes",
+            "geometry/geo_real_forgery", "geometry/geo_cos_real", "geometry/geo_probe_acc"} <= tags
     assert [e.step for e in events.Scalars("val/val_auc")] == [1, 2]
     shares = [row["adbm_fake_share"] for row in result["log"]]
     assert all(0 < s < 1 for s in shares)
