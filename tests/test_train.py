@@ -131,7 +131,9 @@ def test_ddp_matches_single_process(tiny, tmp_path):
     assert len(b["rng"]) == 2                                  # one RNG state per process
     for ra, rb in zip(without_times(a["log"]), without_times(b["log"])):
         assert ra.keys() == rb.keys()
-        for k in ra: assert rb[k] == pytest.approx(ra[k], rel=1e-5, abs=1e-7), k
+        for k in ra:   # the geometry reads features that agree to ~1e-5: an angle near 0° (arccos near 1) magnifies that
+            tol = dict(abs=1e-2) if k.startswith("geo_") else dict(rel=1e-5, abs=1e-7)
+            assert rb[k] == pytest.approx(ra[k], **tol), k
     # the queue proves the order: identical domains and clusters row by row
     for k in ("queue.domain", "queue.cluster", "queue.ptr", "queue.filled"):
         assert torch.equal(a["objective"][k], b["objective"][k]), k
