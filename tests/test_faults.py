@@ -367,13 +367,16 @@ def test_a_signal_to_reproduce_stops_the_whole_tree(tmp_path, sig, code, word):
     tree = descendants(proc.pid)
     assert len(tree) >= 2
     proc.send_signal(sig)
+    t0 = time.monotonic()
     err = proc.communicate(timeout=60)[1].strip().splitlines()
+    assert time.monotonic() - t0 < 20                                     # stopped, not waiting for the runs to finish
     assert proc.returncode == code and err and err[-1].startswith(f"gsrepro reproduce: {word}; "), err[-5:]
     time.sleep(10)
     assert [p for p in tree if pid_alive(p)] == []                        # no process of it alive 10 s later
     trained = [p for p in runs.iterdir() if p.is_dir() and p.name != "clusters"]      # the two run folders that were in flight
     assert len(trained) == 2
     for d in trained: assert not (d / ".lock").exists() or lock_is_stale(*read_lock(d / ".lock"))
+    assert not all((d / "train.json").is_file() for d in trained)          # the runs were stopped mid-training
     if sig == signal.SIGTERM:                                             # the same command again resumes both and finishes
         again = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr[-2000:]
