@@ -47,14 +47,18 @@ def bank_similarity(z: torch.Tensor, bank_z: torch.Tensor) -> torch.Tensor:
     with torch.autocast(z.device.type, enabled=False):
         return z.float() @ bank_z.detach().float().T
 
+def _own_guide_similarity(z, domains, guides) -> torch.Tensor:
+    "z_iᵀĝ_i, (B,) float32: each embedding's cosine to its own (matched) guide row."
+    return (z.float() * guides.to(z.device, torch.float32)[domains.long()]).sum(1)
+
 def _pull_terms(z, domains, guides, tau, bank):
     "1 − cos(z_i, ĝ_i): zero exactly on the guide, whatever τ."
-    return 1.0 - (z.float() * guides.to(z.device, torch.float32)[domains.long()]).sum(1)
+    return 1.0 - _own_guide_similarity(z, domains, guides)
 
 def _contrast_terms(z, domains, guides, tau, bank):
     "InfoNCE with the positive ĝ_i and the queue rows of the other domains as negatives (none: 0)."
     bank_z, bank_domains, sim = bank
-    pos = (z.float() * guides.to(z.device, torch.float32)[domains.long()]).sum(1, keepdim=True) / tau   # (B, 1)
+    pos = _own_guide_similarity(z, domains, guides)[:, None] / tau                                      # (B, 1)
     neg = (bank_similarity(z, bank_z) if sim is None else sim) / tau                                    # (B, N)
     neg = neg.masked_fill(domains.long()[:, None] == bank_domains.long()[None, :], float("-inf"))
     return torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1) - pos[:, 0]
