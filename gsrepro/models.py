@@ -74,7 +74,7 @@ class BackboneSpec:
     @property
     def pretrained_cfg(self):
         "timm's pretrained config of the architecture's default weights (where they live, their input and normalisation)."
-        return timm.models.get_pretrained_cfg(self.timm_name)
+        return timm.models.get_pretrained_cfg(self.timm_name) or timm.models.PretrainedCfg()   # none: timm's defaults
 
     @property
     def input_size(self) -> int:
@@ -102,9 +102,12 @@ BACKBONES = {
 }
 
 def backbone_spec(name: str) -> BackboneSpec:
-    "The registry entry of `name`; a one-line `ValueError` listing the choices otherwise."
-    if name not in BACKBONES: raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
-    return BACKBONES[name]
+    """The registry entry of `name`, else any architecture timm knows by that name (its own, or one a user module
+    registered with timm's `register_model`); a one-line `ValueError` otherwise."""
+    if name in BACKBONES: return BACKBONES[name]
+    if timm.is_model(name): return BackboneSpec(name)
+    raise ValueError(f"unknown backbone {name!r}: neither a gsrepro name ({', '.join(BACKBONES)}) nor a timm architecture "
+                     f"(timm.list_models('{name.split('_')[0]}*') lists timm's names)")
 
 # %% ../nbs/09_models.ipynb #bb108e9b
 CLASSIFIER_INPUTS = ("z", "projection", "feature")   # what the classifier reads (see the assumption above)

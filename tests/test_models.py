@@ -42,7 +42,7 @@ def test_classifier_reads_the_projection_by_default():
 
 
 def test_unknown_backbone_is_one_line_error():
-    with pytest.raises(ValueError, match=r"unknown backbone 'effnet'; choose from efficientnet_b4, .*mini") as e:
+    with pytest.raises(ValueError, match=r"unknown backbone 'effnet': neither a gsrepro name \(efficientnet_b4, .*mini\) nor a timm architecture") as e:
         create_detector("effnet")
     assert "\n" not in str(e.value)
 
