@@ -15,7 +15,9 @@ the last epoch whose guide matching changed. Measures and prints; asserts nothin
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,6 +62,7 @@ def main(argv=None):
                    help="a named set of config changes (repeatable; default: the preset as it is)")
     p.add_argument("--runs", default=None, help="run registry (default: runs/ of the checkout)")
     p.add_argument("--out", default=None, help="also write the rows as CSV here")
+    p.add_argument("--md", default=None, help="also write a markdown table of the rows here (with the command line)")
     args = p.parse_args(argv)
     exp = open_experiments("bench", dict(preset=args.preset, runs_dir=args.runs))
     configs = [parse_config(c) for c in args.config] or [("default", {})]
@@ -83,7 +86,23 @@ def main(argv=None):
         print(f"\nlearned real–forgery angle, θ {hi:g}° − θ {lo:g}° (asked {hi - lo:g}°):")
         print((moved[hi] - moved[lo]).round(1).to_string())
     if args.out: df.to_csv(args.out, index=False)
+    if args.md: write_markdown(df, args, argv)
     return df
+
+
+def write_markdown(df: pd.DataFrame, args, argv) -> None:
+    "The rows as a markdown table (angles in degrees, cosines per domain), with the data and the command that made them."
+    cos = [c for c in df.columns if c.startswith("cos_") and c != "cos_min"]
+    cols = ["config", "row", "theta", "seed", "real_forgery", "forgery_forgery", *cos, "span_share", "probe_acc",
+            "match_changes", "seconds", "action"]
+    body = df[cols].round(2).astype(str)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in body.values]
+    data = "SynthFF-mini (64 px)" if args.preset == "mini" else "SynthFF-synth (128 px)"
+    cmd = "python bench/guide_geometry.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    Path(args.md).write_text(f"# Learned geometry against the guides\n\nData: {data}, training split, 2 frames per video; "
+                             f"every run's last checkpoint against its own guides. These are SynthFF numbers, not the "
+                             f"paper's.\n\n`{cmd}`\n\n" + "\n".join(lines) + "\n\n`seconds`: training (when `action` is "
+                             "`trained`) and measuring, on the machine that ran it.\n")
 
 
 if __name__ == "__main__":
