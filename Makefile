@@ -53,5 +53,6 @@ reproduce: setup
 	$(BIN)/gsrepro reproduce --preset $(PRESET) $(if $(FFPP),--ffpp $(FFPP)) $(if $(CELEBDF),--celebdf $(CELEBDF)) \
 		$(if $(DFDC),--dfdc $(DFDC)) $(if $(DEVICE),--device $(DEVICE)) $(if $(ONLY),--only $(ONLY)) $(if $(OUT),--out $(OUT))
 
+# as root (common in containers) jupyter refuses to start without --allow-root
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	$(BIN)/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root)

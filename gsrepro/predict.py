@@ -9,6 +9,9 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
+import re
+import sys
 import tempfile
 import time
 import zipfile
@@ -36,10 +39,11 @@ from .preprocess import (IMAGE_FORMATS, FaceDetector, PreprocessConfig, VideoErr
                                 sample_indices, square_crop)
 
 # %% auto #0
-__all__ = ['VIDEO_SUFFIXES', 'IMAGE_SUFFIXES', 'GSR_FORMAT', 'GSR_VERSION', 'GSR_KEYS', 'STATUSES', 'TIMERS', 'THRESHOLD',
-           'FILE_COLUMNS', 'FRAME_COLUMNS', 'PREDICT_EPILOG', 'media_kind', 'list_inputs', 'crop_settings',
-           'LoadedModel', 'run_model', 'weights_digest', 'export_model', 'read_model_file', 'file_model', 'load_model',
-           'file_faces', 'fake_target', 'cam_overlay', 'CropScorer', 'frames_path', 'predict', 'cli_parser',
+__all__ = ['VIDEO_SUFFIXES', 'IMAGE_SUFFIXES', 'GSR_FORMAT', 'GSR_VERSION', 'GSR_KEYS', 'PATH_FIELDS', 'STATUSES', 'TIMERS',
+           'THRESHOLD', 'FILE_COLUMNS', 'FRAME_COLUMNS', 'PREDICT_EPILOG', 'media_kind', 'list_inputs', 'crop_settings',
+           'training_data', 'data_warning', 'LoadedModel', 'run_model', 'weights_digest', 'portable', 'export_model',
+           'read_model_file', 'file_model', 'load_model', 'native_messages', 'decoder_says', 'file_faces',
+           'fake_target', 'cam_overlay', 'cam_panel', 'CropScorer', 'frames_path', 'predict', 'cli_parser',
            'cli_interrupted', 'cli_main']
 
 # %% ../nbs/23_predict.ipynb #9f07d1ee
@@ -82,6 +86,41 @@ def crop_settings(data) -> tuple[PreprocessConfig, str]:
                 raise ValueError(f"{path}: not readable crop settings ({' '.join(str(e).split())})") from None
     return PreprocessConfig(), f"PreprocessConfig defaults (no preprocess.json beside the run's data {data or '(none)'})"
 
+# %% ../nbs/23_predict.ipynb #f5d4ebf6
+def _json_or_none(path: Path):
+    return load_json(path) if path.is_file() else None
+
+def _data_folder(data) -> Path | None:
+    return None if not data else Path(data) if Path(data).is_dir() else Path(data).parent
+
+def training_data(cfg: TrainConfig) -> dict:
+    """What a run was trained on, with no absolute path: `name` (`SynthFF-<preset>` for a folder `gsrepro synth` made,
+    `<dataset> crops (<folder>)` for `gsrepro preprocess` crops, else the folder's name), `synthetic`, the `manifest` as
+    `<folder>/<file>`, the run's filters, and its folder's `synth.json` and `preprocess.json` (None when absent)."""
+    folder = _data_folder(cfg.data)
+    synth = crops = None
+    if folder is not None: synth, crops = _json_or_none(folder / "synth.json"), _json_or_none(folder / "preprocess.json")
+    label = "(none)" if folder is None else folder.resolve().name
+    name = (f"SynthFF-{(synth.get('config') or {}).get('name', 'custom')}" if synth
+            else f"{crops.get('dataset', '?')} crops ({label})" if crops else label)
+    manifest = "" if folder is None else label if Path(cfg.data).is_dir() else f"{label}/{Path(cfg.data).name}"
+    return dict(name=name, synthetic=bool(synth), manifest=manifest, dataset=cfg.dataset, methods=cfg.methods,
+                quality=cfg.quality, frames_per_video=cfg.frames_per_video, synth=synth, preprocess=crops)
+
+def _older_data(data: dict) -> dict:
+    "The training data of a model file written before `training_data` (an absolute `manifest`, no `name`)."
+    m = Path(str(data.get("manifest") or ""))
+    label = (m.parent if m.suffix == ".csv" else m).name or "(none)"
+    synthetic = data.get("preprocess") is None and "synthff" in label.lower()
+    return {**data, "name": f"SynthFF ({label})" if synthetic else label, "synthetic": synthetic, "manifest": label}
+
+def data_warning(data: dict) -> str:
+    "One line for a model trained on SynthFF: its scores mean nothing on real media ('' for any other training data)."
+    if not (data or {}).get("synthetic"): return ""
+    return (f"warning: this model was trained on {data.get('name', 'SynthFF')}, gsrepro's synthetic faces: "
+            "its scores test the pipeline and mean nothing on real videos or photos")
+
+
 # %% ../nbs/23_predict.ipynb #a6a98bc6
 @dataclass
 class LoadedModel:
@@ -96,12 +135,17 @@ class LoadedModel:
     crop_source: str                # where `crop` comes from, in words
     source: str                     # the run folder or model file, in words
     meta: dict = field(default_factory=dict)   # what a .gsr file records (empty for a run folder)
+    data: dict = field(default_factory=dict)   # what it was trained on (`training_data`): name, synthetic, manifest, filters
 
     def describe(self, source: bool = True) -> str:
-        "One line: (source,) backbone, loss, input, domains."
+        "One line: (source,) backbone, loss, input, domains, training data."
         what = (f"{self.cfg.backbone} ({self.cfg.loss}), input {self.input_size} px, "
-                f"{len(self.domain_names)} domains ({', '.join(self.domain_names)})")
+                f"{len(self.domain_names)} domains ({', '.join(self.domain_names)}), trained on {self.data.get('name', '?')}")
         return f"{self.source}: {what}" if source else what
+
+    def warning(self) -> str:
+        "`data_warning` of its training data: one line for a SynthFF model, else ''."
+        return data_warning(self.data)
 
 def run_model(run_dir, allow_incomplete: bool = False) -> LoadedModel:
     "The validation-selected detector of a finished run folder (`best.pt`, on the CPU; `check_complete`) and its run's crop settings."
@@ -110,12 +154,13 @@ def run_model(run_dir, allow_incomplete: bool = False) -> LoadedModel:
     model, cfg, domains = load_detector(run_dir, "best", "cpu")
     crop, where = crop_settings(cfg.data)
     return LoadedModel(model, cfg, domains, cfg.input_size, tuple(cfg.input_mean), tuple(cfg.input_std), crop, where,
-                       f"run {run_dir} (best.pt)")
+                       f"run {run_dir} (best.pt)", data=training_data(cfg))
 
 # %% ../nbs/23_predict.ipynb #f15167ba
 GSR_FORMAT, GSR_VERSION = "gsrepro-detector", 1
 GSR_KEYS = ("format", "version", "gsrepro_version", "config", "input", "domain_names", "crop", "crop_source", "data",
             "metrics", "checkpoint", "weights_sha256")
+PATH_FIELDS = ("cluster_cache", "weights_cache")    # TrainConfig's folders on the training machine: None in a model file
 
 def weights_digest(tensors: dict) -> str:
     "SHA-256 over every tensor's name, dtype, shape and bytes, in name order."
@@ -126,17 +171,19 @@ def weights_digest(tensors: dict) -> str:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
-def _json_or_none(path: Path):
-    return load_json(path) if path.is_file() else None
-
-def _training_data(cfg: TrainConfig) -> dict:
-    "The run's training manifest, its filters, and the crop settings file of its folder."
-    preprocess_json = None
-    if cfg.data:
-        folder = Path(cfg.data) if Path(cfg.data).is_dir() else Path(cfg.data).parent
-        preprocess_json = _json_or_none(folder / "preprocess.json")
-    return dict(manifest=cfg.data, dataset=cfg.dataset, methods=cfg.methods, quality=cfg.quality,
-                frames_per_video=cfg.frames_per_video, preprocess=preprocess_json)
+def portable(value, folders):
+    """`value` (JSON: dicts, lists, strings, ...) with every path under one of `folders`, alone or inside text, written
+    from that folder's name on (`/data/gs/synthff-mini/manifest.csv` -> `synthff-mini/manifest.csv`); any other
+    absolute path is cut to its last part."""
+    prefixes = sorted({str(p) + os.sep for f in folders for p in (Path(f).parent, Path(f).resolve().parent) if str(p) != "."},
+                      key=len, reverse=True)
+    def fix(v):
+        if isinstance(v, dict): return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list): return [fix(x) for x in v]
+        if not isinstance(v, str): return v
+        for p in prefixes: v = v.replace(p, "")
+        return Path(v).name if os.path.isabs(v) and "\n" not in v else v
+    return fix(value)
 
 # %% ../nbs/23_predict.ipynb #06b68eff
 def export_model(run_dir, out, which: str = "best", overwrite: bool = False, allow_incomplete: bool = False) -> Path:
@@ -153,13 +200,15 @@ def export_model(run_dir, out, which: str = "best", overwrite: bool = False, all
     check_weights(state["model"], cfg.make_detector(len(names) if cfg.loss == "ce_k1" else 1), path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
     crop, where = crop_settings(cfg.data)
-    meta = dict(format=GSR_FORMAT, version=GSR_VERSION, gsrepro_version=gsrepro.__version__, config=cfg.to_dict(),
+    data = training_data(cfg)
+    meta = dict(format=GSR_FORMAT, version=GSR_VERSION, gsrepro_version=gsrepro.__version__,
+                config={**cfg.to_dict(), "data": data["manifest"], **dict.fromkeys(PATH_FIELDS)},
                 input=dict(size=cfg.input_size, mean=list(cfg.input_mean), std=list(cfg.input_std)),
-                domain_names=names, crop=crop.crop_settings(), crop_source=where,
-                data=_training_data(cfg),
+                domain_names=names, crop=crop.crop_settings(), crop_source=where, data=data,
                 metrics=dict(validation=_json_or_none(run_dir / "train.json"), test=_json_or_none(run_dir / "metrics.json")),
-                checkpoint=dict(run=str(run_dir.resolve()), which=which, epoch=state.get("epoch"), val_auc=state.get("val_auc")),
+                checkpoint=dict(run=run_dir.resolve().name, which=which, epoch=state.get("epoch"), val_auc=state.get("val_auc")),
                 weights_sha256=weights_digest(tensors))
+    meta = portable(meta, [f for f in (_data_folder(cfg.data), run_dir) if f is not None])   # no path of this machine
     blob = safetensors_bytes(tensors, metadata={k: json.dumps(v) for k, v in meta.items()})
     with atomic_write(out, "wb") as f: f.write(blob)
     return out
@@ -220,8 +269,10 @@ def file_model(path) -> LoadedModel:
     model = cfg.make_detector(len(domains) if cfg.loss == "ce_k1" else 1)     # metadata checked first: bounded sizes only
     model.load_state_dict(check_weights(tensors, model, path))
     ck = meta["checkpoint"] if isinstance(meta["checkpoint"], dict) else {}
-    source = f"model file {path} (exported from {ck.get('run', '?')}, {ck.get('which', '?')} checkpoint, gsrepro {meta['gsrepro_version']})"
-    return LoadedModel(model.eval(), cfg, domains, size, mean, std, crop, str(meta["crop_source"]), source, meta)
+    source = f"model file {path} (exported from run {ck.get('run', '?')}, {ck.get('which', '?')} checkpoint, gsrepro {meta['gsrepro_version']})"
+    data = meta["data"] if isinstance(meta["data"], dict) else {}
+    data = data if "name" in data else _older_data(data)
+    return LoadedModel(model.eval(), cfg, domains, size, mean, std, crop, str(meta["crop_source"]), source, meta, data)
 
 def load_model(path, device: str | None = "cpu", allow_incomplete: bool = False) -> LoadedModel:
     "A finished run folder (`best.pt`, loaded weights-only) or a `.gsr` model file (safetensors: nothing unpickled), on `device`."
@@ -247,6 +298,30 @@ def _timed(seconds: dict | None, key: str):
     finally:
         if seconds is not None: seconds[key] += time.perf_counter() - t0
 
+@contextlib.contextmanager
+def native_messages(lines: list):
+    """What C libraries write to the process's stderr meanwhile (OpenCV's `[ WARN]` lines, ffmpeg's `moov atom not
+    found`, libjpeg's `Premature end of JPEG file`) goes into `lines`, not across the progress bar."""
+    try: saved = os.dup(2)
+    except OSError:                                                    # no stderr to redirect
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        if sys.stderr: sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try: yield lines
+        finally:
+            os.dup2(saved, 2); os.close(saved)
+            sink.seek(0)
+            lines += [s.strip() for s in sink.read().decode(errors="replace").splitlines() if s.strip()]
+
+def decoder_says(lines) -> str:
+    "The first decoder message of `lines`, without its `[lib @ 0x...]` or `[ WARN:0@1.2] global file.cpp:12 function` prefix."
+    for s in lines:
+        s = re.sub(r"^global \S+:\d+ \S+ ", "", re.sub(r"^(\[[^\]]*\]\s*)+", "", s)).strip()
+        if s: return s[:160]
+    return ""
+
 def _read_image(path: Path, rec: dict):
     if path.stat().st_size == 0: raise VideoError("empty file (0 bytes)")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -263,14 +338,14 @@ def _video_frames(path: Path, rec: dict, frames: int, seek: str):
 
 def file_faces(path, rec: dict, detector: FaceDetector, crop: PreprocessConfig, frames: int, seconds: dict | None = None):
     "Yield `(frame, box, BGR crop)` for the sampled frames of `path` with a face (box None, crop None without); `rec` says the rest."
-    path, decoded = Path(path), 0
+    path, decoded, said = Path(path), 0, []
     if rec["kind"] == "other":
         rec.update(status="not_media", reason=f"not an image or video (suffix {path.suffix or '(none)'!r})")
         return
     try:
         it = _video_frames(path, rec, frames, crop.seek) if rec["kind"] == "video" else _read_image(path, rec)
         while True:
-            with _timed(seconds, "decode"): item = next(it, None)
+            with _timed(seconds, "decode"), native_messages(said): item = next(it, None)
             if item is None: break
             decoded, (t, frame) = decoded + 1, item
             with _timed(seconds, "detect"):
@@ -283,6 +358,7 @@ def file_faces(path, rec: dict, detector: FaceDetector, crop: PreprocessConfig, 
         rec.update(status="unreadable", reason=_why(e))
     rec["n_unreadable"] = rec["n_sampled"] - decoded
     if rec["status"] == "ok" and not rec["n_faces"]: rec.update(status="no_face", reason=f"no face in {decoded} frames")
+    if decoder_says(said): rec["reason"] = "; ".join(filter(None, (rec["reason"], f"decoder: {decoder_says(said)}")))
 
 # %% ../nbs/23_predict.ipynb #644674d2
 def fake_target(output: torch.Tensor) -> torch.Tensor:
@@ -294,6 +370,26 @@ def cam_overlay(bgr: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.nda
     heat = cv2.resize(np.clip(cam.astype(np.float32), 0, 1), bgr.shape[1::-1], interpolation=cv2.INTER_LINEAR)
     colour = cv2.applyColorMap(np.uint8(np.round(255 * heat)), cv2.COLORMAP_JET)
     return cv2.addWeighted(colour, alpha, bgr, 1 - alpha, 0)
+
+def cam_panel(bgr: np.ndarray, cam: np.ndarray, title: str, alpha: float = 0.45, min_side: int = 160) -> np.ndarray:
+    """The crop `bgr` (left) beside its Grad-CAM overlay, a colour bar of the map's scale (0 to 1 of the map's own
+    maximum: Grad-CAM scales each map alone) and `title` above (BGR uint8; crops under `min_side` pixels are enlarged)."""
+    if bgr.shape[0] < min_side:
+        bgr = cv2.resize(bgr, (round(bgr.shape[1] * min_side / bgr.shape[0]), min_side), interpolation=cv2.INTER_NEAREST)
+    h, w = bgr.shape[:2]
+    gap, bar_w, ticks_w, top = 6, 12, 34, 44
+    x_bar = 2 * w + 2 * gap
+    panel = np.full((top + h, x_bar + bar_w + ticks_w, 3), 255, np.uint8)
+    panel[top:, :w], panel[top:, w + gap: 2 * w + gap] = bgr, cam_overlay(bgr, cam, alpha)
+    ramp = np.linspace(255, 0, h).round().astype(np.uint8)[:, None].repeat(bar_w, 1)
+    panel[top:, x_bar: x_bar + bar_w] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    cv2.putText(panel, title, (2, 17), font, 0.45, black, 1, cv2.LINE_AA)
+    for x, text in ((2, "crop"), (w + gap + 2, "Grad-CAM (fake logit)")): cv2.putText(panel, text, (x, top - 6), font, 0.4, black, 1, cv2.LINE_AA)
+    for v in (1.0, 0.5, 0.0):
+        y = min(max(top + round((1 - v) * (h - 1)) + 4, top + 9), top + h - 2)
+        cv2.putText(panel, f"{v:g}", (x_bar + bar_w + 3, y), font, 0.4, black, 1, cv2.LINE_AA)
+    return panel
 
 def _cam_names(files) -> dict:
     "A distinct file-name stem per input (its stem, then `-2`, `-3`, ... for repeats)."
@@ -358,15 +454,16 @@ def _overlays(self: CropScorer, ds: FaceDataset, names, cam_names):
     maps = self.cam(input_tensor=torch.stack([it["image"] for it in items]), targets=[fake_target] * len(items))
     self.cam_dir.mkdir(parents=True, exist_ok=True)
     for it, name, cam_name, cam in zip(items, names, cam_names, maps):               # cam: (S, S) in [0, 1]
-        out = self.cam_dir / cam_name
-        if not cv2.imwrite(str(out), cam_overlay(cv2.imread(str(self.dir / name)), cam)):
+        out, p = self.cam_dir / cam_name, self.scores[it["index"]]
+        title = f"P(fake) {p:.3f}: {_label(p)}" + (f" | trained on {self.lm.data['name']}" if self.lm.warning() else "")
+        if not cv2.imwrite(str(out), cam_panel(cv2.imread(str(self.dir / name)), cam, title)):
             raise OSError(f"cannot write a Grad-CAM overlay into {self.cam_dir}")
         self.cams[it["index"]] = str(out)
 
 # %% ../nbs/23_predict.ipynb #fc904bb4
 THRESHOLD = 0.5   # fake when the (mean) P(fake) > THRESHOLD: the rule of gsrepro.metrics' ACC
 FILE_COLUMNS = ("file", "kind", "status", "score", "label", "n_frames", "n_sampled", "n_faces", "n_no_face",
-                "n_unreadable", "reason")
+                "n_unreadable", "reason", "trained_on")
 FRAME_COLUMNS = ("file", "frame", "status", "left", "top", "right", "bottom", "score", "label", "cam")
 
 def frames_path(out) -> Path:
@@ -441,6 +538,7 @@ def predict(model, inputs, out="scores.csv", frames: int | None = None, device: 
             bar.refresh()
         scorer.flush()
     files_df, frames_df = _tables(file_recs, frame_rows, scorer)
+    files_df["trained_on"] = lm.data.get("name", "")
     out = Path(out)
     _write_csv(frames_df, frames_path(out))
     _write_csv(files_df, out)
@@ -455,11 +553,14 @@ outputs (each written atomically):
     {', '.join(FILE_COLUMNS)}
     status: ok (scored), no_face (no face in any sampled frame), unreadable (cannot be decoded, e.g. an empty
     file), not_media (neither an image nor a video by its suffix); score: mean P(fake) over the frames with a
-    face; label: fake when score > {THRESHOLD}, else real
+    face; label: fake when score > {THRESHOLD}, else real; reason: why a file has no score, and the first
+    message of its decoder (OpenCV, ffmpeg, libjpeg), kept out of the terminal; trained_on: the model's
+    training data (a model trained on SynthFF says so on every run: its scores mean nothing on real media)
   OUT_frames.csv beside it (scores.csv -> scores_frames.csv), one row per decoded sampled frame:
     {', '.join(FRAME_COLUMNS)}
     frame: 0-based index in the video (0 for an image); left, top, right, bottom: the largest face's box in the
-    frame's pixels (empty when status is no_face); score: P(fake); cam: the Grad-CAM overlay PNG (with --cam)
+    frame's pixels (empty when status is no_face); score: P(fake); cam: the Grad-CAM PNG (with --cam): the
+    crop beside its overlay, the colour bar of the map (scaled to its own maximum), P(fake) and the label
 
 Faces are found and cropped as `gsrepro preprocess` made the run's training crops (the preprocess.json of its
 data folder, or the defaults: dlib HOG, largest face, 1.3x square crop at 320 px, 32 evenly spaced frames) and
@@ -474,7 +575,7 @@ def _predict_parser(p):
     p.add_argument("--frames", type=int, help="evenly spaced frames per video (default: the run's preprocessing, 32)")
     p.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu, cuda, cuda:1")
     p.add_argument("--batch", type=int, default=32, help="faces per batch (default %(default)s)")
-    p.add_argument("--cam", metavar="DIR", help="write a Grad-CAM overlay PNG per scored face into DIR (<input stem>_<frame>.png)")
+    p.add_argument("--cam", metavar="DIR", help="write a Grad-CAM PNG per scored face into DIR (<input stem>_<frame>.png): crop, overlay, colour bar, P(fake)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--allow-incomplete", action="store_true", help="use a run that training did not finish (warns)")
 
@@ -495,6 +596,7 @@ def cli_parser(p):
 def _print_predict(res: dict, max_rows: int = 20):
     lm, files = res["model"], res["files"]
     print(f"model: {lm.describe()}")
+    if lm.warning(): print(lm.warning())
     print(f"crops: {res['frames_per_video']} frames per video, margin {lm.crop.margin}, {lm.crop.size} px "
           f"{lm.crop.image_format}, dlib HOG (detect_size {lm.crop.detect_size}, upsample {lm.crop.upsample}, "
           f"retry_below {lm.crop.retry_below}); settings from {lm.crop_source}")
@@ -519,11 +621,13 @@ def cli_main(args) -> int:
         out = export_model(args.run, args.out, args.checkpoint, overwrite=args.force, allow_incomplete=args.allow_incomplete)
         lm = file_model(out)
         val = (lm.meta["metrics"]["validation"] or {}).get("best_val_auc", lm.meta["checkpoint"]["val_auc"])
+        val = f"{val:.4f}" if isinstance(val, (int, float)) else "not recorded"
         tests = ", ".join(lm.meta["metrics"]["test"] or {}) or "none"
         ck = lm.meta["checkpoint"]
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from {args.run} ({ck['which']}, epoch {ck['epoch']}): "
               f"{lm.describe(source=False)}")
         print(f"  crops: {lm.crop_source}; validation AUC {val}; test sets recorded: {tests}")
+        if lm.warning(): print(lm.warning())
         return 0
     res = predict(args.model, args.inputs, args.out, args.frames, args.device, args.batch, args.cam, not args.no_progress,
                   args.allow_incomplete)

@@ -1,7 +1,9 @@
 """`gsrepro predict` and `gsrepro export` on short videos of a real face (320×240, where dlib finds it) and a tiny
 trained run: per-frame probabilities equal to `gsrepro evaluate` on `gsrepro preprocess` crops of the same videos, a
 portable model file scoring identically to its run folder, counted rows for files that cannot be scored, Grad-CAM
-overlays, and model files that are refused with one line (a pickle that would run code is never unpickled)."""
+overlays, and model files that are refused with one line (a pickle that would run code is never unpickled); a model
+trained on SynthFF says so on every run, a model file holds no path of the machine it was made on, and what the video
+and image decoders print about broken files lands in the table, not on the terminal."""
 import json
 import shutil
 from pathlib import Path
@@ -15,8 +17,8 @@ from safetensors import safe_open
 
 from gsrepro.cli import main
 from gsrepro.config import TrainConfig
-from gsrepro.predict import FILE_COLUMNS, FRAME_COLUMNS, GSR_KEYS, THRESHOLD
-from gsrepro.preprocess import sample_indices
+from gsrepro.predict import FILE_COLUMNS, FRAME_COLUMNS, GSR_KEYS, PATH_FIELDS, THRESHOLD
+from gsrepro.preprocess import read_frames, sample_indices, square_crop
 from gsrepro.synth import generate, get_preset
 from gsrepro.testing import make_example_tree, make_face_video
 from gsrepro.train import train
@@ -104,8 +106,10 @@ def test_exported_file_scores_like_its_run(run, gsr, tree, tmp_path, capsys):
     assert f"model file {gsr}" in out
     with safe_open(str(gsr), framework="pt") as f: meta = {k: json.loads(v) for k, v in f.metadata().items()}
     assert set(meta) == set(GSR_KEYS)
-    assert meta["config"] == json.loads((run / "config.json").read_text())
-    assert meta["metrics"]["validation"] == json.loads((run / "train.json").read_text())
+    config, train_json = json.loads((run / "config.json").read_text()), json.loads((run / "train.json").read_text())
+    assert meta["config"] == {**config, "data": "synth/manifest.csv", **dict.fromkeys(PATH_FIELDS)}
+    assert meta["metrics"]["validation"] == {**train_json, "run_dir": "run"}
+    assert meta["checkpoint"]["run"] == "run" and meta["data"]["name"] == "SynthFF-mini" and meta["data"]["synthetic"]
     assert meta["input"] == dict(size=32, mean=list(TrainConfig(**meta["config"]).input_mean),
                                  std=list(TrainConfig(**meta["config"]).input_std))
     assert meta["domain_names"] == ["real", "DF", "F2F", "FS", "NT"] and meta["crop"]["size"] == 320
@@ -132,8 +136,15 @@ def test_grad_cam_overlays(run, tree, tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "cams").iterdir())
     assert names == [f"abarnvbtwb_{t:06d}.png" for t in sample_indices(N_FRAMES, 3)]
     assert sorted(Path(c).name for c in frames.cam) == names
-    overlay = cv2.imread(str(tmp_path / "cams" / names[0]))
-    assert overlay.shape == (320, 320, 3)                               # on the full crop
+    panel = cv2.imread(str(tmp_path / "cams" / names[0]))
+    assert panel.shape[0] > 320 and panel.shape[1] > 2 * 320          # the full crop, its overlay beside it, a colour bar
+    row = frames.iloc[0]                                                # the crop, cut again from the frame with its box
+    (_, frame), = read_frames(video, [int(row.frame)])
+    crop = square_crop(frame, (row.left, row.top, row.right, row.bottom), 1.3, 320)
+    left, right = panel[-320:, :320].astype(int), panel[-320:, -320 - 52: -52].astype(int)
+    assert np.abs(left - crop).mean() < 3 < np.abs(right - crop).mean()   # the original on the left, the tinted overlay beside it
+    bar = panel[-320:, -46]                                             # the colour bar: red at the top (1), blue at the bottom (0)
+    assert bar[0, 2] > 100 > bar[0, 0] and bar[-1, 0] > 100 > bar[-1, 2]
 
 
 class WritesMarker:
@@ -185,3 +196,50 @@ def test_help_names_the_columns(capsys):
     assert all(c in text for c in FILE_COLUMNS + FRAME_COLUMNS) and f"score > {THRESHOLD}" in text
     with pytest.raises(SystemExit): main(["export", "--help"])
     assert "--checkpoint" in capsys.readouterr().out
+
+
+WARNING = "warning: this model was trained on SynthFF-mini"
+
+
+def test_a_synthff_model_says_so_on_every_run(run, gsr, tree, tmp_path, capsys):
+    "The run is trained on a (tiny) SynthFF: predict from the run or its model file, and export, print the warning line once."
+    video = tree / "test_videos" / "aaqaifqrwn.mp4"
+    for model in (run, gsr):
+        files, _, out = predict(capsys, model, video, out=tmp_path / "s.csv", extra=("--frames", 2))
+        lines = out.splitlines()
+        assert sum(line.startswith(WARNING) for line in lines) == 1, out
+        assert "mean nothing on real videos or photos" in out and "trained on SynthFF-mini" in lines[0]
+        assert files.trained_on.tolist() == ["SynthFF-mini"]         # every result names the training data
+    rc, out, err = cli(capsys, "export", run, "--out", tmp_path / "m.gsr")
+    assert rc == 0 and sum(line.startswith(WARNING) for line in out.splitlines()) == 1, out
+    auc = json.loads((run / "train.json").read_text())["best_val_auc"]
+    assert f"validation AUC {auc:.4f};" in out                          # rounded
+
+
+def test_the_model_file_holds_no_path_of_this_machine(run, gsr):
+    with safe_open(str(gsr), framework="pt") as f: header = json.dumps(f.metadata())
+    for folder in (run.parent, run.parent.resolve(), Path.home(), Path.cwd()):
+        assert str(folder) not in header, folder
+    with safe_open(str(gsr), framework="pt") as f: meta = {k: json.loads(v) for k, v in f.metadata().items()}
+    assert meta["data"]["manifest"] == meta["config"]["data"] == "synth/manifest.csv"
+
+
+def test_decoder_messages_stay_off_the_terminal(run, tree, tmp_path, capfd):
+    "A cut video, a text file named .mp4 and a cut JPEG: OpenCV, ffmpeg and libjpeg complain on the process's stderr."
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    blob = (tree / "test_videos" / "aaqaifqrwn.mp4").read_bytes()
+    (folder / "cut.mp4").write_bytes(blob[: len(blob) // 2])
+    (folder / "text.mp4").write_text("not a video\n")
+    jpg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+    (folder / "cut.jpg").write_bytes(jpg[: len(jpg) // 2])
+    capfd.readouterr()
+    assert main(["predict", "--model", str(run), str(folder), "--out", str(tmp_path / "s.csv"), "--device", "cpu",
+                 "--no-progress"]) == 0
+    out, err = capfd.readouterr()
+    assert err == "", err                                               # nothing on the terminal's stderr
+    files = pd.read_csv(tmp_path / "s.csv", keep_default_na=False).set_index("file")
+    reasons = {Path(f).name: r for f, r in files.reason.items()}
+    assert files.status.tolist() == ["unreadable"] * 3
+    assert "decoder: Premature end of JPEG file" in reasons["cut.jpg"], reasons
+    assert all("decoder: " in r for r in reasons.values()), reasons   # each file's decoder message, in its row
