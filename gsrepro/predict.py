@@ -385,7 +385,7 @@ def cam_panel(bgr: np.ndarray, cam: np.ndarray, title: str, alpha: float = 0.45,
     panel[top:, x_bar: x_bar + bar_w] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
     font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
     cv2.putText(panel, title, (2, 17), font, 0.45, black, 1, cv2.LINE_AA)
-    for x, text in ((2, "crop"), (w + gap + 2, "Grad-CAM (fake logit)")): cv2.putText(panel, text, (x, top - 6), font, 0.4, black, 1, cv2.LINE_AA)
+    for x, text in ((2, "crop"), (w + gap + 2, "Grad-CAM (fake logit)" + (": all 0" if cam.max() <= 0 else ""))): cv2.putText(panel, text, (x, top - 6), font, 0.4, black, 1, cv2.LINE_AA)
     for v in (1.0, 0.5, 0.0):
         y = min(max(top + round((1 - v) * (h - 1)) + 4, top + 9), top + h - 2)
         cv2.putText(panel, f"{v:g}", (x_bar + bar_w + 3, y), font, 0.4, black, 1, cv2.LINE_AA)
