@@ -174,14 +174,14 @@ def weights_digest(tensors: dict) -> str:
 def portable(value, folders):
     """`value` (JSON: dicts, lists, strings, ...) with every path under one of `folders`, alone or inside text, written
     from that folder's name on (`/data/gs/synthff-mini/manifest.csv` -> `synthff-mini/manifest.csv`); any other
-    absolute path is cut to its last part."""
-    prefixes = sorted({str(p) + os.sep for f in folders for p in (Path(f).parent, Path(f).resolve().parent) if str(p) != "."},
-                      key=len, reverse=True)
+    string that is an absolute path is cut to its last part."""
+    parents = {p for f in folders for p in (Path(f).absolute().parent, Path(f).resolve().parent) if p != p.parent}
+    starts = [re.compile(r"(?<![\w./~-])" + re.escape(str(p) + os.sep)) for p in sorted(parents, key=lambda p: -len(str(p)))]
     def fix(v):
         if isinstance(v, dict): return {k: fix(x) for k, x in v.items()}
         if isinstance(v, list): return [fix(x) for x in v]
         if not isinstance(v, str): return v
-        for p in prefixes: v = v.replace(p, "")
+        for s in starts: v = s.sub("", v)                                 # a path starts the string or follows a space, '(', ...
         return Path(v).name if os.path.isabs(v) and "\n" not in v else v
     return fix(value)
 
