@@ -14,7 +14,8 @@ import pandas as pd
 from .config import TrainConfig
 from .metrics import mean_difference, paired_auc_difference
 from .paper import paper_table
-from .protocols import PAPER_BACKBONES, VARIANTS, Experiments
+from .protocols import Experiments
+from .reports import PAPER_BACKBONES, VARIANTS, report_grid, table_cells
 
 # %% auto #0
 __all__ = ['VERDICTS', 'verdict', 'combine_verdicts', 'Comparison', 'Claim', 'claim_comparisons', 'paper_effect', 'MissingRuns',
@@ -64,8 +65,7 @@ def _paper_auc(table, method: str, column: str) -> float:
     return float(p.value.iloc[0]) if len(p) else math.nan
 
 def _cells(exp: Experiments, table: str) -> dict:
-    n = table.removeprefix("table")
-    return exp.cells_for(table, paper_table(int(n) if n.isdigit() else n))
+    return table_cells(table, exp.preset.cells)
 
 def _common(exp: Experiments, table: str, a: str, b: str) -> list:
     cells = _cells(exp, table)
@@ -73,7 +73,7 @@ def _common(exp: Experiments, table: str, a: str, b: str) -> list:
 
 def _rows(exp, table: str, a: str, b: str, n) -> Comparison:
     "Comparison of two `VARIANTS` rows of a table over their common columns, the paper's effect from table `n`."
-    gs = dict(theta=120.0)
+    gs = dict(theta=TrainConfig.theta)
     side = lambda row: (row, gs if VARIANTS[row]["loss"] == "gs" else {})
     cols = _common(exp, table, a, b)
     return Comparison(f"{a} − {b}", side(a), side(b), cols, paper=(n, a, b))
@@ -97,19 +97,20 @@ def claim_comparisons(exp: Experiments) -> list:
     claims.append(Claim("GS helps every backbone", "Table 4", [
         Comparison(f"{PAPER_BACKBONES.get(b, b)}+Ours − {PAPER_BACKBONES.get(b, b)}", ("Ours", dict(backbone=b)), ("CE-2", dict(backbone=b)),
                    ["CelebDF", "DFDC"], paper=(4, PAPER_BACKBONES[b] + "+Ours", PAPER_BACKBONES[b]) if b in PAPER_BACKBONES else ("backbones",))
-        for b in exp.backbones()]))
-    claims.append(Claim("θ = 120° is the best of the θ grid", "Table 5", [
-        Comparison(f"θ 120° − θ {t:g}°", ("Ours", dict(theta=120.0)), ("Ours", dict(theta=float(t))), ["CelebDF", "DFDC"],
-                   paper=("grid", 5, "theta_deg", 120.0))
-        for t in exp.grid("table5", "theta") if t != 120.0]))
-    lo, hi = min(exp.grid("table5", "theta")), max(exp.grid("table5", "theta"))
+        for b in report_grid("table4", "backbone", exp.preset.cells)]))
+    thetas, best = report_grid("table5", "theta", exp.preset.cells), TrainConfig.theta      # θ's default: the paper's
+    claims.append(Claim(f"θ = {best:g}° is the best of the θ grid", "Table 5", [
+        Comparison(f"θ {best:g}° − θ {t:g}°", ("Ours", dict(theta=best)), ("Ours", dict(theta=float(t))), ["CelebDF", "DFDC"],
+                   paper=("grid", 5, "theta_deg", best))
+        for t in thetas if t != best]))
+    lo, hi = min(thetas), max(thetas)
     claims.append(Claim("θ controls the learned geometry", "Table 5", [
         Comparison(f"learned real–forgery angle, θ {hi:g}° − θ {lo:g}° (degrees)", ("Ours", dict(theta=float(hi))),
                    ("Ours", dict(theta=float(lo))), ["FF++-HQ"], paper=("asked", float(hi - lo)), metric="angle")]))
     default = exp.config("FF++-HQ")
     for param, field_, name in (("k", "adbm_k", "k"), ("n_clusters", "n_clusters", "clusters")):
         paper = paper_table("appendix_c").query("param == @param")
-        grid = exp.grid("appendix_c", param, sorted(set(paper.param_value.astype(int))))
+        grid = report_grid("appendix_c", param, exp.preset.cells, sorted(set(paper.param_value.astype(int))))
         best, paper_best = getattr(default, field_), float(getattr(TrainConfig(), field_))
         claims.append(Claim(f"{name} = {best} (the preset's default; the paper's {paper_best:g}) is the best of its sweep", "Appendix C", [
             Comparison(f"{name} {best} − {name} {v}", ("Ours", {field_: best}), ("Ours", {field_: int(v)}), ["CelebDF", "DFDC"],

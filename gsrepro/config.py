@@ -22,8 +22,8 @@ from .losses import GUIDE_FORMS, PULL_NEGATIVES
 from .models import CLASSIFIER_INPUTS, backbone_spec, create_detector
 
 # %% auto #0
-__all__ = ['RUNTIME_FIELDS', 'LOSSES', 'RANGES', 'AMP_MODES', 'BN_MODES', 'LR_SCHEDULES', 'PRESETS', 'TrainConfig',
-           'parse_override']
+__all__ = ['RUNTIME_FIELDS', 'FIELD_GROUPS', 'GS_ONLY_FIELDS', 'LOSSES', 'RANGES', 'AMP_MODES', 'BN_MODES', 'LR_SCHEDULES',
+           'PRESETS', 'group_fields', 'check_values', 'TrainConfig', 'parse_override']
 
 # %% ../nbs/13_config.ipynb #86ea2a75
 @dataclass
@@ -107,6 +107,19 @@ class _RuntimeFields:
 
 RUNTIME_FIELDS = ("device", "num_workers", "progress", "cluster_cache", "weights_cache", "decode_cache_mb")
 
+# %% ../nbs/13_config.ipynb #3048027d
+FIELD_GROUPS = {"data": _DataFields, "model": _ModelFields, "objective": _ObjectiveFields, "adbm": _AdbmFields,
+                "decoupling": _DecouplingFields, "optim": _OptimFields, "runtime": _RuntimeFields}
+
+def group_fields(*groups: str) -> tuple:
+    "The field names of the config sections `groups` (keys of `FIELD_GROUPS`), in declaration order."
+    unknown = [g for g in groups if g not in FIELD_GROUPS]
+    if unknown: raise ValueError(f"unknown config section(s) {', '.join(unknown)}; choose from {', '.join(FIELD_GROUPS)}")
+    return tuple(f.name for g in groups for f in dataclasses.fields(FIELD_GROUPS[g]))
+
+# fields only the GS objective reads: a CE-2 / CE-(K+1) run is the same run whatever they say
+GS_ONLY_FIELDS = tuple(f for f in group_fields("objective", "adbm", "decoupling") if f != "loss" and f not in RUNTIME_FIELDS)
+
 # %% ../nbs/13_config.ipynb #cfea6124
 import warnings
 
@@ -132,26 +145,31 @@ AMP_MODES = ("bf16", "fp16", "none")
 BN_MODES = ("sync", "local", "frozen")
 LR_SCHEDULES = ("constant", "cosine")
 
+def check_values(cfg):
+    "A one-line `ValueError` for the first field of `cfg` outside its choices or its range."
+    choices = dict(loss=LOSSES, amp=AMP_MODES, bn=BN_MODES, lr_schedule=LR_SCHEDULES, guide_solver=tuple(GUIDE_SOLVERS),
+                   guide_form=tuple(GUIDE_FORMS), pull_negatives=PULL_NEGATIVES, simmim=tuple(SIMMIM_PRESETS),
+                   classifier_input=CLASSIFIER_INPUTS, adbm_balance=ADBM_BALANCE)
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"config: {name} must be one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
+    for name, (lo, hi, lo_open, hi_open) in RANGES.items():
+        v = getattr(cfg, name)
+        if v is None and name in ("image_size", "frames_per_video", "val_frames_per_video"): continue   # None: the default
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+             (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        if not ok:
+            where = f"{'>' if lo_open else '>='} {lo:g}" + (f" and {'<' if hi_open else '<='} {hi:g}" if math.isfinite(hi) else "")
+            raise ValueError(f"config: {name} must be a finite number {where}, got {v!r}")
+
+
+# %% ../nbs/13_config.ipynb #77300dfe
 @dataclass
 class TrainConfig(_RuntimeFields, _OptimFields, _DecouplingFields, _AdbmFields, _ObjectiveFields, _ModelFields, _DataFields):
     "Every switch of a training run; the defaults are the paper's settings (`TrainConfig.from_preset('paper')`)."
     def __post_init__(self):
         if self.methods is not None: self.methods = list(self.methods)
-        choices = dict(loss=LOSSES, amp=AMP_MODES, bn=BN_MODES, lr_schedule=LR_SCHEDULES, guide_solver=tuple(GUIDE_SOLVERS), guide_form=tuple(GUIDE_FORMS),
-                       pull_negatives=PULL_NEGATIVES,
-                       simmim=tuple(SIMMIM_PRESETS), classifier_input=CLASSIFIER_INPUTS,
-                       adbm_balance=ADBM_BALANCE)
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name, (lo, hi, lo_open, hi_open) in RANGES.items():
-            v = getattr(self, name)
-            if v is None and name in ("image_size", "frames_per_video", "val_frames_per_video"): continue   # None: the default
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
-                 (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-            if not ok:
-                where = f"{'>' if lo_open else '>='} {lo:g}" + (f" and {'<' if hi_open else '<='} {hi:g}" if math.isfinite(hi) else "")
-                raise ValueError(f"config: {name} must be a finite number {where}, got {v!r}")
+        check_values(self)
         try: check_device(self.device)                                 # the one device check of every command
         except ValueError as e: raise ValueError(f"config: {e}") from None
         check_size("queue_bytes", self.queue_size * self.proj_dim * 4, f"config: the feature queue, queue_size x proj_dim x 4 bytes")

@@ -17,10 +17,11 @@ import pandas as pd
 
 from .config import TrainConfig, parse_override
 from .core import atomic_write, default_device, load_json, lock_is_stale, read_lock, save_json
-from .protocols import (REPORTS, Experiments, check_report_data, estimate_cost, images_per_s, real_benchmark,
-                               report_specs, synthff_benchmark)
-from .registry import config_summary, get_run, run_hash
-from .train import run_problems
+from .cost import estimate_cost, images_per_s
+from .presets import PRESETS, get_preset, preset_benchmark
+from .protocols import Experiments, parse_param, report_runs
+from .reports import REPORTS
+from .registry import config_summary, get_run, run_hash, run_problems
 
 # %% auto #0
 __all__ = ['RUN_STATES', 'FAILED_FILE', 'add_selection_args', 'report_names', 'selection', 'planned_runs', 'run_state',
@@ -31,12 +32,15 @@ __all__ = ['RUN_STATES', 'FAILED_FILE', 'add_selection_args', 'report_names', 's
 # %% ../nbs/88_launch.ipynb #f6a8e0bd
 def add_selection_args(p):
     "The flags that say which runs: preset, reports, seeds, overrides, data folders, the run registry, the device."
-    p.add_argument("--preset", default="mini", choices=("mini", "synth", "paper"),
-                   help="mini (SynthFF-mini, the default run, CPU), synth (SynthFF at a larger size), paper (FF++, Celeb-DF, DFDC)")
+    p.add_argument("--preset", default="mini", choices=tuple(PRESETS), help=", ".join(pr.what for pr in PRESETS.values()))
     p.add_argument("--only", nargs="+", metavar="NAME", help=f"only these reports (comma- or space-separated): {', '.join(REPORTS)}")
     p.add_argument("--seeds", nargs="+", type=int, help="training seeds of every measured cell (default: the preset's, mini and synth 0 1 2, paper 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a training config field in every run, e.g. --set epochs=1 (repeatable)")
+                   help="override a training config field in every run, e.g. --set epochs=1 (repeatable); refused where a "
+                        "selected report fixes the field per row (e.g. theta in table5, backbone in table4)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a notebook parameter of the selected reports that declare it, typed as papermill -p types it, "
+                        "e.g. --param theta=100 (repeatable)")
     p.add_argument("--ffpp", help="preset paper: output folder of `gsrepro preprocess ffpp` (c23 and c40)")
     p.add_argument("--celebdf", help="preset paper: output folder of `gsrepro preprocess celebdf`")
     p.add_argument("--dfdc", help="preset paper: output folder of `gsrepro preprocess dfdc`")
@@ -53,24 +57,15 @@ def report_names(values) -> list:
 def selection(args, progress: bool = False) -> tuple[Experiments, list]:
     "`(Experiments, report names)` of the selection flags; the paper preset's data are checked first."
     names, overrides = report_names(args.only), dict(parse_override(s) for s in args.set)
-    data = dict(ffpp=args.ffpp, celebdf=args.celebdf, dfdc=args.dfdc)
-    if args.preset == "paper":
-        check_report_data(names, **data)
-        bench = real_benchmark(**data)
-    elif any(data.values()): raise ValueError(f"--ffpp, --celebdf and --dfdc go with --preset paper (preset {args.preset} runs on SynthFF)")
-    else: bench = synthff_benchmark(args.preset, progress=progress)
-    exp = Experiments(args.preset, bench, args.runs, seeds=args.seeds, device=args.device, overrides=overrides)
+    params = dict(parse_param(s) for s in getattr(args, "param", None) or ())
+    preset = get_preset(args.preset)
+    bench = preset_benchmark(preset, names, ffpp=args.ffpp, celebdf=args.celebdf, dfdc=args.dfdc, progress=progress)
+    exp = Experiments(preset, bench, args.runs, seeds=args.seeds, device=args.device, overrides=overrides, params=params)
     return exp, names
 
 def planned_runs(exp: Experiments, names) -> dict:
-    "`{hash: (config, {test set: filter}, [reports])}`: the distinct runs of the reports, shared runs once."
-    plan = {}
-    for name in names:
-        for h, (cfg, sets) in exp.planned(report_specs(name, exp)).items():
-            entry = plan.setdefault(h, (cfg, {}, []))
-            entry[1].update(sets)
-            if name not in entry[2]: entry[2].append(name)
-    return plan
+    "`{hash: (config, {test set: filter}, [reports])}`: the distinct runs of the reports with `exp.params`, shared runs once."
+    return report_runs(exp, names)
 
 # %% ../nbs/88_launch.ipynb #11cfa9b4
 RUN_STATES = ("done", "running", "failed", "broken", "missing")
@@ -152,7 +147,7 @@ def plan_main(args) -> int:
     print(f"\n{len(table)} distinct runs: {len(table) - len(todo)} done, {len(todo)} to train "
           f"({', '.join(f'{n} {s}' for s, n in todo.state.value_counts().items()) or 'nothing'}): "
           f"{todo.images.sum():,} training images, about {f'{hours:.1f} hours' if hours >= 1 else f'{hours * 60:.0f} minutes'} "
-          f"on one {device.upper()} ({'throughput measured here' if args.measure else 'stated throughput, gsrepro.protocols'}); "
+          f"on one {device.upper()} ({'throughput measured here' if args.measure else 'stated throughput, gsrepro.cost'}); "
           f"runs in {exp.runs_dir}")
     if args.json:
         with atomic_write(args.json) as f: json.dump(table.to_dict("records"), f, indent=1)

@@ -17,24 +17,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import RUNTIME_FIELDS, TrainConfig
+from .config import GS_ONLY_FIELDS, RUNTIME_FIELDS, TrainConfig
 from .core import file_lock, load_json, process_pool, repo_root, run_lock, save_json
 from .evaluate import check_test_set, evaluate_run, read_metrics
-from .train import decoupling_clusters, init_dist, run_problems, train
+from .train import COMPLETE_FILES, _unreadable, decoupling_clusters, init_dist, train
 
 # %% auto #0
-__all__ = ['RUN_KEY_VERSION', 'NOT_IDENTITY', 'GS_ONLY_FIELDS', 'SUMMARY_FIELDS', 'REGISTRY_COLUMNS', 'ACTIONS', 'manifest_path',
-           'data_fingerprint', 'run_key', 'run_hash', 'config_summary', 'Run', 'default_runs_dir', 'get_run',
-           'read_registry', 'check_registry', 'train_missing']
+__all__ = ['RUN_KEY_VERSION', 'NOT_IDENTITY', 'SUMMARY_FIELDS', 'REGISTRY_COLUMNS', 'ACTIONS', 'manifest_path',
+           'data_fingerprint', 'run_key', 'run_hash', 'config_summary', 'run_problems', 'Run', 'default_runs_dir',
+           'get_run', 'read_registry', 'check_registry', 'train_missing']
 
 # %% ../nbs/18_registry.ipynb #13bac89d
 RUN_KEY_VERSION = 4                                   # bump when the meaning of a run's files changes (2: mini = test_efficientnet; 3: channels-last everywhere, SimMIM seed 0, w/o guide clean; 4: guide loss forms, CE runs keyed without GS-only fields)
 NOT_IDENTITY = (*RUNTIME_FIELDS, "cluster_cache")     # where and how fast a run executes, not what it learns
-# fields only the GS objective reads: a CE-2 / CE-(K+1) run is the same run whatever they say
-GS_ONLY_FIELDS = ("use_guide", "use_push", "use_pull", "use_adbm", "theta", "guide_solver", "guide_form", "tau", "lambda_guide",
-                  "lambda_push", "lambda_pull", "queue_size", "adbm_k", "adbm_start_epoch", "adbm_ref_epochs",
-                  "adbm_alpha_real", "adbm_alpha_forgery", "adbm_temperature", "n_clusters", "n_pull", "n_push", "simmim", "adbm_balance",
-                  "pull_negatives")
+# GS_ONLY_FIELDS (gsrepro.config): derived from the config's own sections, dropped from a CE run's key
 
 _fingerprints: dict = {}
 
@@ -85,6 +81,23 @@ def config_summary(cfg: TrainConfig) -> str:
     gs_only = set(GS_ONLY_FIELDS) if cfg.loss != "gs" else set()
     show = lambda v: "all" if v is None else ",".join(v) if isinstance(v, list) else str(v)
     return " ".join(f"{k}={show(d[k])}" for k in SUMMARY_FIELDS if k in d and k not in gs_only)
+
+# %% ../nbs/18_registry.ipynb #392ebe26
+_verified: set = set()
+
+def run_problems(run_dir, files=COMPLETE_FILES) -> dict:
+    "What keeps `run_dir` from being a complete run: `{file: 'missing' | 'unreadable (why)'}`, empty when complete."
+    out = {}
+    for name in files:
+        p = Path(run_dir) / name
+        try: st = p.stat()
+        except FileNotFoundError: out[name] = "missing"; continue
+        key = (str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key in _verified: continue
+        why = _unreadable(p)
+        if why: out[name] = why
+        else: _verified.add(key)
+    return out
 
 # %% ../nbs/18_registry.ipynb #601dea8b
 REGISTRY_COLUMNS = ("time", "hash", "action", "train_s", "eval_s", "evaluated", "summary", "note")

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from .core import atomic_write, default_device, load_json, repo_root, save_json
 from .launch import add_selection_args, missing_runs, planned_runs, selection
-from .protocols import REPORT_FILES, REPORTS, Experiments, estimate_cost, images_per_s, report_dir
+from .cost import estimate_cost, images_per_s
+from .presets import get_preset, report_dir
+from .protocols import Experiments
+from .reports import REPORTS
 from .registry import read_registry, train_missing
 
 # %% auto #0
@@ -60,12 +63,12 @@ def write_index(out_dir="reports") -> Path:
              "(e.g. `SynthFF-mini`, or `FF++ c23`, `Celeb-DF v2 test list`, `DFDC test set` under the paper preset).",
              "SynthFF numbers are not reproductions of paper numbers.", "",
              "| notebook | what | preset | device | wall time (s) | finished |", "|---|---|---|---|---|---|"]
-    for name, what in REPORTS.items():
+    for name, report in REPORTS.items():
         t = timings.get(name)
-        lines.append(f"| `{name}` | {what} | " + (f"{t['preset']} | {t['device']} | {t['seconds']} | {t['finished']} |" if t else "– | – | not run | – |"))
+        lines.append(f"| `{name}` | {report.title} | " + (f"{t['preset']} | {t['device']} | {t['seconds']} | {t['finished']} |" if t else "– | – | not run | – |"))
     lines += ["", f"Total notebook time: {sum(t['seconds'] for t in timings.values()):.0f} s", ""]
     for name in REPORTS:
-        files = sorted(p for stem in REPORT_FILES.get(name, (name,)) for p in out_dir.glob(f"{stem}.*")
+        files = sorted(p for stem in REPORTS[name].stems for p in out_dir.glob(f"{stem}.*")
                        if p.suffix in (".md", ".csv", ".png"))
         if not files: continue
         lines += [f"## {name}", ""]
@@ -89,7 +92,7 @@ def training_estimate(exp: Experiments, names, device: str) -> str:
     cost = estimate_cost([cfg for cfg, _, _ in missing.values()], device)
     return (f"{len(plan)} distinct runs, {len(missing)} missing: {cost.images.sum():,} training images, about "
             f"{cost.hours.sum():.1f} hours on {'a CPU' if device == 'cpu' else 'one GPU'} (EfficientNet-B4 at "
-            f"{images_per_s('efficientnet_b4', device):.1f} images/s; see gsrepro.protocols.estimate_cost for the source)")
+            f"{images_per_s('efficientnet_b4', device):.1f} images/s; see gsrepro.cost.estimate_cost for the source)")
 
 # %% ../nbs/89_reproduce.ipynb #1f9312df
 def _train_all(exp: Experiments, names):
@@ -109,7 +112,7 @@ def cli_main(args) -> int:
     t0 = time.perf_counter()
     exp, names = selection(args, progress=True)
     print(f"[reproduce] data: {exp.bench.name} ready ({time.perf_counter() - t0:.1f} s)", flush=True)
-    if not args.no_train and args.preset != "mini" and default_device(args.device) == "cpu":
+    if not args.no_train and not get_preset(args.preset).cpu and default_device(args.device) == "cpu":
         estimate = training_estimate(exp, names, "cpu")
         if args.device != "cpu":
             raise ValueError(f"no CUDA device for preset {args.preset}: {estimate}; pass --device cpu to train on the CPU anyway")
@@ -117,7 +120,7 @@ def cli_main(args) -> int:
     out = Path(args.out) if args.out else repo_root() / report_dir(args.preset)
     if not args.no_train: _train_all(exp, names)
     params = dict(seeds=exp.seeds, train_overrides=exp.overrides, ffpp_data=args.ffpp, celebdf_data=args.celebdf,
-                  dfdc_data=args.dfdc, runs_dir=args.runs, train=not args.no_train)
+                  dfdc_data=args.dfdc, runs_dir=args.runs, train=not args.no_train, **exp.params)   # a notebook gets those it declares
     for name in names:
         print(f"[reproduce] {name} ...", flush=True)
         try: seconds = run_report(name, out, args.preset, args.device, **params)

@@ -13,7 +13,10 @@ import pandas as pd
 
 from .core import atomic_write, load_json
 from .paper import PAPER_CAPTIONS, paper_table
-from .protocols import REAL_SOURCES, TABLE_COLUMNS, VARIANTS, Experiments, variant_specs
+from .benchmarks import REAL_SOURCES
+from .config import TrainConfig
+from .protocols import TABLE_COLUMNS, Experiments
+from .reports import VARIANTS, variant_specs
 
 # %% auto #0
 __all__ = ['table_name', 'paper_rows', 'format_cell', 'wide_table', 'write_table', 'unmeasured_note', 'missing_note',
@@ -104,8 +107,9 @@ def compare_with_paper(exp: Experiments, n, measured: pd.DataFrame, notes=(), pa
                 [*notes, *crops_note(exp), *exp.majority_note(measured), *missing_note(measured)])
     return rows
 
-def loss_and_ablation_table(exp: Experiments, n: int, cells: dict | None = None, theta: float = 120.0, notes=()) -> pd.DataFrame:
-    "Tables 3, 6, 7: the paper's rows (`VARIANTS` names) over its columns, GS-family rows at `theta`; written beside the paper's."
+def loss_and_ablation_table(exp: Experiments, n: int, cells: dict | None = None, theta: float | None = None, notes=()) -> pd.DataFrame:
+    "Tables 3, 6, 7: the paper's rows (`VARIANTS` names) over its columns, GS-family rows at `theta` (None: the config's); written beside the paper's."
+    theta = TrainConfig.theta if theta is None else theta
     paper = paper_rows(paper_table(n))
     measured = exp.measure_many(variant_specs(exp, n, cells, dict(theta=float(theta))))
     notes = [exp.provenance + f" θ = {theta:g}° for the GS-family rows.", *notes, *unmeasured_note(measured, paper)]

@@ -42,8 +42,8 @@ from .models import require_weights
 __all__ = ['DIST_TIMEOUT_S', 'DIVERGED_NORM', 'DIVERGED_GROWTH', 'CHANCE_BAND', 'PROBE_MAX_ROWS', 'COMPLETE_FILES', 'TRAIN_FILES',
            'MODEL_FILES', 'Dist', 'init_dist', 'GlobalBatchSampler', 'Objective', 'NonFiniteLossError', 'train_step',
            'build_datasets', 'decoupling_clusters', 'warn_if_upsampled', 'DivergenceWarning', 'weight_norm',
-           'divergence', 'Trainer', 'run_summary', 'save_train_json', 'check_resumable', 'run_problems', 'train',
-           'cli_parser', 'cli_main', 'cli_interrupted']
+           'divergence', 'Trainer', 'run_summary', 'save_train_json', 'check_resumable', 'train', 'cli_parser',
+           'cli_main', 'cli_interrupted']
 
 # %% ../nbs/16_train.ipynb #a1abe9a5
 @dataclass
@@ -541,7 +541,6 @@ def check_resumable(saved: dict, cfg: TrainConfig):
 COMPLETE_FILES = ("config.json", "train.json", "best.pt")          # a finished run needs them readable
 TRAIN_FILES = ("config.json", "guides.npz", "checkpoint.pt", "best.pt", "log.csv", "train.json")   # what `train` writes
 MODEL_FILES = ("checkpoint.pt", "best.pt", "log.csv", "train.json", "metrics.json", "scores.csv")   # a restart discards them
-_verified: set = set()
 
 def _unreadable(path: Path) -> str | None:
     "Why the run file `path` cannot be used (a JSON object; a checkpoint with a model), or None."
@@ -553,19 +552,6 @@ def _unreadable(path: Path) -> str | None:
     except ValueError as e: return f"unreadable ({str(e).splitlines()[0].replace(f'{path} is ', '')[:160]})"
     return None
 
-def run_problems(run_dir, files=COMPLETE_FILES) -> dict:
-    "What keeps `run_dir` from being a complete run: `{file: 'missing' | 'unreadable (why)'}`, empty when complete."
-    out = {}
-    for name in files:
-        p = Path(run_dir) / name
-        try: st = p.stat()
-        except FileNotFoundError: out[name] = "missing"; continue
-        key = (str(p), st.st_size, st.st_mtime_ns, st.st_ino)
-        if key in _verified: continue
-        why = _unreadable(p)
-        if why: out[name] = why
-        else: _verified.add(key)
-    return out
 
 # %% ../nbs/16_train.ipynb #d9e97559
 def _on_rank0(d: Dist, fn):

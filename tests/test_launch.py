@@ -58,7 +58,7 @@ def test_local_launch_then_a_notebook_reuses(tmp_path):
 
 
 def test_killed_launch_resumes_to_the_same_numbers(tmp_path):
-    longer = [*TINY, "--set=epochs=3", "--only", "fig_tsne", "--set=loss=ce2"]
+    longer = [*TINY, "--set=epochs=3", "--only", "fig_tsne"]
     ref = gsrepro("launch", "--executor", "local", "--parallel", "1", "--runs", tmp_path / "ref", *longer)
     assert ref.returncode == 0, ref.stderr[-2000:]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -79,7 +79,7 @@ def test_killed_launch_resumes_to_the_same_numbers(tmp_path):
 def test_two_launches_train_a_run_once(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "gsrepro", "launch", "--executor", "local", "--parallel", "1", "--runs", str(tmp_path / "runs"),
-           "--only", "fig_tsne", *TINY, "--set=loss=ce2"]
+           "--only", "fig_tsne", *TINY]
     procs = [subprocess.Popen(cmd, env=env, cwd=repo_root(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs: assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
     log = read_registry(tmp_path / "runs")

@@ -12,7 +12,8 @@ import pytest
 from gsrepro.checkpoint import load_checkpoint
 from gsrepro.config import TrainConfig
 from gsrepro.core import load_json
-from gsrepro.protocols import TABLE_COLUMNS, Benchmark, Experiments
+from gsrepro.protocols import RUNNER_FIELDS, TABLE_COLUMNS, Benchmark, Experiments, report_runs
+from gsrepro.reports import REPORTS, VARIANT_FIELDS, Report, cell_specs, get_report, register_report, unregister_report
 from gsrepro.registry import check_registry, get_run, read_registry, run_hash
 from gsrepro.synth import ensure_synthff
 from gsrepro.tables import paper_rows, write_table
@@ -118,10 +119,10 @@ def test_broken_runs_are_repaired_and_say_why(data, tmp_path):
 def test_shared_runs_and_tables(data, tmp_path):
     bench = Benchmark("SynthFF-tiny", str(data))
     exp = Experiments("mini", bench, tmp_path / "runs", seeds=[0], bootstrap=20, workers=1, overrides=TINY_TRAIN)
-    rows = exp.measure_cells({"CE-2": ["FF++-HQ", "CelebDF", "DFDC"], "Ours": ["CelebDF"]}, metrics=["auc"])
+    rows = exp.measure_many(cell_specs({"CE-2": ["FF++-HQ", "CelebDF", "DFDC"], "Ours": ["CelebDF"]}, metrics=["auc"]))
     assert rows.groupby("method").runs.nunique().to_dict() == {"CE-2": 1, "Ours": 1}   # one run serves three columns
     assert set(rows.source) == {"SynthFF-tiny"} and rows.value.between(0, 100).all()
-    exp.measure_cells({"CE-2": ["CelebDF"]}, metrics=["acc"])                   # another table asks: reused
+    exp.measure_many(cell_specs({"CE-2": ["CelebDF"]}, metrics=["acc"]))        # another table asks: reused
     assert read_registry(tmp_path / "runs").action.tolist().count("trained") == 2
     table = pd.concat([paper_rows(paper_table(2), columns=["CelebDF", "DFDC"]), rows])
     write_table(table, "t", tmp_path / "out", "caption", ["a note"])
@@ -139,3 +140,70 @@ def test_protocols():
                                    dict(dataset="synthff", quality="c40", methods=["NT"]))
     with pytest.raises(ValueError, match="unknown column"):
         b.protocol("FF++-XQ")
+
+
+# a valid value of every config field other than the mini preset's (a new field must be added here: the test below checks)
+OTHER = dict(data="elsewhere.csv", dataset="ffpp", methods=["DF", "F2F"], quality="c40", image_size=48, frames_per_video=3,
+             val_frames_per_video=3, augment=True, balanced=False, backbone="mini", pretrained=True, proj_dim=64, drop_rate=0.1,
+             bn="local", classifier_input="z", loss="ce2", use_guide=False, use_push=False, use_pull=False, use_adbm=False,
+             theta=100.0, guide_solver="lagrangian", guide_form="contrast", tau=0.1, pull_negatives="other_class", lambda_guide=0.5,
+             lambda_push=0.5, lambda_pull=0.5, queue_size=512, adbm_k=20, adbm_start_epoch=5, adbm_ref_epochs=30, adbm_alpha_real=0.8,
+             adbm_alpha_forgery=0.4, adbm_temperature=2.0, adbm_balance="class", n_clusters=16, n_pull=5, n_push=5, simmim="synth",
+             cluster_cache="/tmp/clusters", epochs=2, batch_size=16, lr=1e-4, weight_decay=0.0, lr_schedule="cosine", seed=1,
+             device="cpu", amp="bf16", channels_last=False, num_workers=1, progress=True, weights_cache="/tmp/weights",
+             decode_cache_mb=64)
+
+
+@pytest.mark.parametrize("report", [name for name, r in REPORTS.items() if r.specs])
+def test_every_set_reaches_every_run_or_is_refused(report, data, tmp_path):
+    "`--set FIELD=VALUE` of every config field, report by report: every planned run has the value, or one line names the report and the field."
+    import dataclasses
+    assert set(OTHER) == {f.name for f in dataclasses.fields(TrainConfig)}
+    bench, refused = Benchmark("SynthFF-tiny", str(data)), set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                                      # e.g. A-DBM never starting in a 2-epoch run
+        for name, value in OTHER.items():
+            assert value != getattr(TrainConfig.from_preset("mini", progress=False), name), name   # Experiments: progress off
+            if name in RUNNER_FIELDS:
+                with pytest.raises(ValueError, match=f"--set {name}: the runner sets {name}; use --"):
+                    Experiments("mini", bench, tmp_path, seeds=[0], overrides={name: value})
+                continue
+            exp = Experiments("mini", bench, tmp_path, seeds=[0], overrides={name: value})
+            try: plan = report_runs(exp, [report])
+            except ValueError as e:
+                assert str(e).startswith(f"{report} fixes {name}: ") and "\n" not in str(e), str(e)
+                refused.add(name)
+                continue
+            assert plan and all(getattr(cfg, name) == value for cfg, _, _ in plan.values()), (report, name)
+    r = get_report(report)
+    assert refused - {"methods", "quality", *VARIANT_FIELDS} == set(r.fixes)  # besides the rows' variants and columns: its record's list
+    assert refused >= {"methods", "quality"}
+
+
+def test_set_theta_reaches_table3_and_is_refused_by_table5(data, tmp_path):
+    bench = Benchmark("SynthFF-tiny", str(data))
+    exp = Experiments("mini", bench, tmp_path, overrides=dict(theta=100.0), params=dict(theta=110))
+    gs = [cfg for cfg, _, _ in report_runs(exp, ["table3"]).values() if cfg.is_gs]
+    assert len(gs) == 33 and {cfg.theta for cfg in gs} == {100.0}           # the user's --set wins over the notebook parameter
+    exp = Experiments("mini", bench, tmp_path, params=dict(theta=110))
+    assert {cfg.theta for cfg, _, _ in report_runs(exp, ["table3"]).values() if cfg.is_gs} == {110.0}
+    with pytest.raises(ValueError, match="^table5 fixes theta: it sets theta row by row; change it with its parameters"):
+        report_runs(Experiments("mini", bench, tmp_path, overrides=dict(theta=100.0)), ["table3", "table5"])
+
+
+def test_a_new_report_is_one_record(data, tmp_path, capsys):
+    "A table = one `Report` (and its notebook): registered, it is planned, launched and indexed by name like the paper's."
+    from gsrepro.cli import main
+    example = register_report(Report(
+        "example", "An example: GS against the full method cross-dataset, at a θ", ("CelebDF",),
+        parameters=dict(theta=TrainConfig.theta), feeds=dict(theta="theta"),
+        specs=lambda exp, theta: cell_specs({"GS": ["CelebDF"], "Ours": ["CelebDF"], "CE-2": ["CelebDF"]}, gs_changes=dict(theta=float(theta)))))
+    try:
+        exp = Experiments("mini", Benchmark("SynthFF-tiny", str(data)), tmp_path, seeds=[0, 1])
+        plan = report_runs(exp, ["example", "table2"], dict(theta=100))
+        assert len(plan) == 8 and sum(r == ["example", "table2"] for _, _, r in plan.values()) == 2   # CE-2 shared with Table 2
+        assert {cfg.theta for cfg, _, reps in plan.values() if cfg.is_gs and reps == ["example"]} == {100.0}
+        assert main(["plan", "--only", "example", "--param", "theta=100", "--seeds", "0", "--runs", str(tmp_path)]) == 0
+        assert "3 distinct runs: 0 done, 3 to train" in capsys.readouterr().out
+        assert example.stems == ("example",)
+    finally: unregister_report("example")

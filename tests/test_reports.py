@@ -11,7 +11,7 @@ from gsrepro.core import repo_root
 from gsrepro.registry import check_registry, read_registry
 
 TINY = dict(bootstrap=20, seeds=[0], synth_overrides=dict(n_pairs=8, image_size=32, frames=2, qualities=["c23"], celebdf_real=4, dfdc_pairs=2),
-            train_overrides=dict(epochs=1, image_size=32, batch_size=16, queue_size=64, n_clusters=4, adbm_k=8))
+            train_overrides=dict(epochs=1, image_size=32, batch_size=16, queue_size=64))   # no n_clusters, adbm_k: the claims compare their sweeps
 
 
 def run_notebook(name, tmp: Path, **params) -> pd.DataFrame:
@@ -83,3 +83,32 @@ def test_every_experiment_notebook_declares_the_shared_parameters():
         assert set(REPORT_PARAMETERS) <= set(declared), (name, set(REPORT_PARAMETERS) - set(declared))
         for k, v in REPORT_PARAMETERS.items():
             assert same(ast.literal_eval(declared[k]["default"])) == same(v), (name, k, declared[k]["default"], v)
+
+
+def test_every_record_lists_its_notebook_parameters():
+    "A report's record (`gsrepro.reports.Report.parameters`) holds its notebook's own parameters, same names, same defaults."
+    import ast
+    from gsrepro.reports import REPORT_PARAMETERS, REPORTS
+    for name, report in REPORTS.items():
+        declared = pm.inspect_notebook(str(repo_root() / "nbs" / f"{name}.ipynb"))
+        own = {k: ast.literal_eval(p["default"]) for k, p in declared.items() if k not in REPORT_PARAMETERS}
+        assert own == report.parameters, (name, own, report.parameters)
+        assert set(report.feeds) <= set(own) and not set(report.fixes) & set(report.feeds.values()), name
+
+
+def test_plan_param_lists_the_runs_papermill_trains(tmp_path):
+    "`gsrepro plan --param theta=100 --only table3` and `papermill nbs/table3.ipynb -p theta 100` name the same runs."
+    import json
+    from gsrepro.cli import main
+    assert main(["plan", "--only", "table3", "--param", "theta=100", "--runs", str(tmp_path / "runs"), "--json", str(tmp_path / "p.json")]) == 0
+    planned = {r["run"] for r in json.loads((tmp_path / "p.json").read_text())}
+    pm.execute_notebook(repo_root() / "nbs" / "table3.ipynb", tmp_path / "table3.ipynb", kernel_name="python3", cwd=str(repo_root()),
+                        progress_bar=False, parameters=dict(theta=100, train=False, runs_dir=str(tmp_path / "runs"), out_dir=str(tmp_path / "out")))
+    t = pd.read_csv(tmp_path / "out" / "table3.csv", dtype={"runs": str}).fillna({"runs": ""})
+    trained = {h for cell in t.runs for h in cell.split(";") if h}           # train=False: every cell names its (missing) runs
+    assert len(planned) == 51 and trained == planned
+    assert "θ = 100° for the GS-family rows" in (tmp_path / "out" / "table3.md").read_text()
+    # the user's --set wins over the notebook parameter: the same runs with --param theta=110 --set theta=100
+    assert main(["plan", "--only", "table3", "--param", "theta=110", "--set", "theta=100", "--runs", str(tmp_path / "runs"),
+                 "--json", str(tmp_path / "q.json")]) == 0
+    assert {r["run"] for r in json.loads((tmp_path / "q.json").read_text())} == planned
