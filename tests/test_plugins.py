@@ -26,3 +26,5 @@ def test_any_timm_backbone_trains(tiny, tmp_path):
                  "--set", "loss=ce2", "--set", "backbone=resnet18", "--set", "pretrained=false"]) == 0
     assert load_json(run / "train.json")["complete"]
     assert load_json(run / "config.json")["backbone"] == "resnet18"
+    assert load_json(run / "train.json")["input"] == dict(backbone="resnet18", size=32, mean=[0.485, 0.456, 0.406],
+                                                          std=[0.229, 0.224, 0.225])   # the size asked, timm's statistics
