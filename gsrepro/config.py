@@ -20,6 +20,7 @@ from .decoupling import SIMMIM_PRESETS
 from .guidespace import GUIDE_SOLVERS
 from .losses import GUIDE_FORMS, PULL_NEGATIVES
 from .models import CLASSIFIER_INPUTS, backbone_spec, create_detector
+from .vocab import THETA
 
 # %% auto #0
 __all__ = ['RUNTIME_FIELDS', 'FIELD_GROUPS', 'GS_ONLY_FIELDS', 'LOSSES', 'RANGES', 'AMP_MODES', 'BN_MODES', 'LR_SCHEDULES',
@@ -56,7 +57,7 @@ class _ObjectiveFields:
     use_push: bool = True               # gs: push loss (Eq. 7)
     use_pull: bool = True               # gs: pull loss (Eq. 8); push and pull off = "w/o decoupling"
     use_adbm: bool = True               # gs: A-DBM sample weights on BCE and guide loss (Eq. 5-6); off = 1/B
-    theta: float = 120.0                # real-forgery guide angle θ in degrees (fixed by the paper)
+    theta: float = THETA                # real-forgery guide angle θ in degrees, 120 (fixed by the paper)
     guide_solver: str = "closed_form"   # closed_form | lagrangian: the same guides (gsrepro.guidespace)
     guide_form: str = "pull"            # Eq. 3: pull (1 − cos to the guide; its minimum is the guides) | contrast | softmax (assumed)
     tau: float = 0.07                   # temperature τ of the KCL losses and the contrast/softmax guide forms (assumed)

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from .core import atomic_write, check_size
-from .vocab import TABLE5_THETAS
+from .vocab import TABLE5_THETAS, THETA
 
 # %% auto #0
 __all__ = ['GUIDE_SOLVERS', 'phi_from_theta', 'GuideSpace', 'closed_form_guides', 'solve_guide_space', 'make_guide_space',
@@ -174,7 +174,7 @@ def plot_theta_phi(ax=None, ks=(3, 4), marks=TABLE5_THETAS):
         line, = ax.plot(th, [phi_from_theta(t, K) for t in th], label=f"K = {K}")
         ax.scatter(marks, [phi_from_theta(t, K) for t in marks], color=line.get_color(), s=14)
     ax.plot(th, th, "k:", lw=0.8, label="φ = θ")
-    ax.axvline(120, color="grey", lw=0.8, ls="--")
+    ax.axvline(THETA, color="grey", lw=0.8, ls="--")          # the paper's θ
     ax.set(xlabel="θ: real–forgery angle (°)", ylabel="φ: forgery–forgery angle (°)", title="Guide-space trade-off")
     ax.legend()
     return ax
@@ -200,7 +200,7 @@ def plot_guides_3d(gs: GuideSpace, ax=None):
 def cli_parser(p):
     p.add_argument("--dim", type=int, default=512, help="embedding dimension d (default 512)")
     p.add_argument("-K", "--n-forgery", type=int, default=4, help="number of forgery guides K (default 4)")
-    p.add_argument("--theta", type=float, default=120.0, help="real-forgery angle θ in degrees (default 120)")
+    p.add_argument("--theta", type=float, default=THETA, help=f"real-forgery angle θ in degrees (default {THETA:g})")
     p.add_argument("--solver", choices=sorted(GUIDE_SOLVERS), default="lagrangian", help="default: lagrangian (the paper's route)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="where to save the guides (.npz)")

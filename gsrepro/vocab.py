@@ -13,7 +13,7 @@ from .core import load_json, manifests_dir
 
 # %% auto #0
 __all__ = ['FF_METHODS', 'FFPP_FOLDERS', 'FFPP_QUALITIES', 'QUALITIES', 'SPLITS', 'DATASETS', 'CROSS_DATASETS', 'SYNTH_STANDINS',
-           'CELEBDF_LIST', 'DFDC_LABELS', 'TABLE5_THETAS', 'ffpp_pairs', 'Column', 'parse_column']
+           'CELEBDF_LIST', 'DFDC_LABELS', 'THETA', 'TABLE5_THETAS', 'ffpp_pairs', 'Column', 'parse_column']
 
 # %% ../nbs/01_vocab.ipynb #99356ef0
 FF_METHODS = ("DF", "F2F", "FS", "NT")            # FF++'s four forgery methods, by the paper's names and in its order
@@ -40,6 +40,7 @@ def ffpp_pairs(split: str, splits_dir=None) -> list[tuple[str, str]]:
     return [tuple(p) for p in pairs]
 
 # %% ../nbs/01_vocab.ipynb #7ad824fe
+THETA = 120.0                                                       # the real–forgery angle θ the paper trains at (fixed)
 TABLE5_THETAS = (90.0, 100.0, 110.0, 120.0, 130.0, 140.0, 150.0)   # assumed: only the 4th (120°) is in the text
 
 # %% ../nbs/01_vocab.ipynb #7f2779bb

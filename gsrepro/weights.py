@@ -11,7 +11,8 @@ from pathlib import Path
 from .config import TrainConfig
 from .models import (backbone_spec, cached_weights, describe_source, pretrained_source, require_weights,
                             weights_folder)
-from .protocols import MINI_BACKBONES, PAPER_BACKBONES
+from .presets import get_preset
+from .reports import report_grid
 
 # %% auto #0
 __all__ = ['SIMMIM_NOTE', 'preset_backbones', 'select_backbones', 'weights_status', 'cli_parser', 'cli_check', 'cli_fetch',
@@ -24,7 +25,7 @@ def preset_backbones(preset: str) -> list[str]:
     "The backbones `preset` trains with `pretrained=True`: its own backbone and Table 4's; none when it trains from scratch."
     cfg = TrainConfig.from_preset(preset)                    # a one-line ValueError for an unknown preset
     if not cfg.pretrained: return []
-    table4 = MINI_BACKBONES if preset == "mini" else PAPER_BACKBONES
+    table4 = report_grid("table4", "backbone", get_preset(preset).cells)   # Table 4's backbones under this preset
     return list(dict.fromkeys([cfg.backbone, *table4]))
 
 def select_backbones(preset: str = "paper", backbones=None) -> list[str]:
