@@ -15,6 +15,7 @@ the last epoch whose guide matching changed. Measures and prints; asserts nothin
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -48,7 +49,8 @@ def measure(exp, row: str, theta: float, changes: dict, seed: int) -> dict:
                 forgery_forgery=g["forgery_forgery"], cos_min=min(g["cos"]),
                 **{f"cos_{n}": c for n, c in zip(g["domain_names"], g["cos"])}, span_share=g["span_share"],
                 probe_acc=float(np.mean(probe_accuracy(z[fake], rows.domain[fake], rows.video_id[fake]))),
-                match_changes=last.get("match_changes", np.nan), val_auc=last["val_auc"], action=run.action,
+                match_changes=last.get("match_changes", np.nan), val_auc=last["val_auc"],
+                train_s=json.loads((run.dir / "train.json").read_text())["train_s"], action=run.action,
                 seconds=round(time.perf_counter() - t0, 1))
 
 
@@ -94,15 +96,16 @@ def write_markdown(df: pd.DataFrame, args, argv) -> None:
     "The rows as a markdown table (angles in degrees, cosines per domain), with the data and the command that made them."
     cos = [c for c in df.columns if c.startswith("cos_") and c != "cos_min"]
     cols = ["config", "row", "theta", "seed", "real_forgery", "forgery_forgery", *cos, "span_share", "probe_acc",
-            "match_changes", "seconds", "action"]
+            "match_changes", "train_s", "seconds", "action"]
     body = df[cols].round(2).astype(str)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in body.values]
     data = "SynthFF-mini (64 px)" if args.preset == "mini" else "SynthFF-synth (128 px)"
     cmd = "python bench/guide_geometry.py " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(args.md).write_text(f"# Learned geometry against the guides\n\nData: {data}, training split, 2 frames per video; "
                              f"every run's last checkpoint against its own guides. These are SynthFF numbers, not the "
-                             f"paper's.\n\n`{cmd}`\n\n" + "\n".join(lines) + "\n\n`seconds`: training (when `action` is "
-                             "`trained`) and measuring, on the machine that ran it.\n")
+                             f"paper's.\n\n`{cmd}`\n\n" + "\n".join(lines) + "\n\n`train_s`: the run's training time (its "
+                             "`train.json`); `seconds`: this command's time for the row (training when `action` is `trained`, and "
+                             "measuring), on the machine that ran it, under whatever else ran there.\n")
 
 
 if __name__ == "__main__":
