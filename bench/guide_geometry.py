@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from gsrepro.analysis import run_geometry
 from gsrepro.config import parse_override
@@ -67,6 +68,7 @@ def main(argv=None):
     p.add_argument("--md", default=None, help="also write a markdown table of the rows here (with the command line)")
     args = p.parse_args(argv)
     exp = open_experiments("bench", dict(preset=args.preset, runs_dir=args.runs))
+    torch.set_num_threads(exp.threads)              # as `reproduce` trains each run: same hash, same bits
     configs = [parse_config(c) for c in args.config] or [("default", {})]
     rows = []
     for name, changes in configs:

@@ -237,8 +237,13 @@ def train_missing(plan, runs_dir=None, workers: int = 1, threads: int = 1, boots
     missing = {h: (cfg, sets) for h, (cfg, sets) in plan.items()
                if run_problems(runs_dir / h) or _todo(runs_dir / h, {n: check_test_set(n, s) for n, s in sets.items()}, bootstrap)}
     t0 = time.perf_counter()
-    if workers <= 1 or len(missing) <= 1:
-        for cfg, sets in missing.values(): get_run(cfg, sets, runs_dir, bootstrap)
+    if workers <= 1 or len(missing) <= 1:                    # in this process, at the pool's thread count: a run's
+        import torch                                          # bits never depend on how many others were missing
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for cfg, sets in missing.values(): get_run(cfg, sets, runs_dir, bootstrap)
+        finally: torch.set_num_threads(before)
         timings.update(clusters_s=0.0, runs_s=time.perf_counter() - t0)
         return list(missing)
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -511,7 +511,7 @@ def tensorboard(self: Trainer, row: dict):
 # %% ../nbs/16_train.ipynb #a396fb4e
 def run_summary(cfg: TrainConfig, run_dir, epoch: int, best: dict, log: list, domain_names, init_norm=None) -> dict:
     """What `train` returns (and `train.json` holds, without the log): the input the run trained at (side and
-    normalisation, whichever backbone), and a `warning` when the log looks diverged."""
+    normalisation, whichever backbone), the CPU thread count, and a `warning` when the log looks diverged."""
     why = divergence(log, init_norm)
     warning = {"warning": f"{run_dir}: training may have diverged: {why}; lower the learning rate"} if why else {}
     return dict(run_dir=str(run_dir), epochs_done=epoch, complete=epoch == cfg.epochs,
@@ -519,6 +519,7 @@ def run_summary(cfg: TrainConfig, run_dir, epoch: int, best: dict, log: list, do
                 first_val_auc=log[0]["val_auc"] if log else None, last_val_auc=log[-1]["val_auc"] if log else None,
                 domain_names=list(domain_names), train_s=round(sum(r["train_s"] for r in log), 2),
                 input=dict(backbone=cfg.backbone, size=cfg.input_size, mean=list(cfg.input_mean), std=list(cfg.input_std)),
+                threads=torch.get_num_threads(),         # CPU threads: the same run at another count differs in its last bits
                 **warning, log=log)
 
 def _best_record(state: dict, val_auc: float) -> dict:
